@@ -15,9 +15,11 @@ Attributes sort by key in brackets after the op; provenance is a trailing commen
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
+import re
 
 from .graph import Graph, Node, Value
 
@@ -60,50 +62,80 @@ def location(node: Node) -> str:
     return "  ".join(p for p in (node.scope, loc) if p)
 
 
-class _Namer:
-    def __init__(self):
-        self.names: dict[Value, str] = {}
-        self.counter = 0
-
-    def define(self, v: Value) -> str:
-        self.names[v] = str(self.counter)
-        self.counter += 1
-        return f"%{self.names[v]}"
-
-    def __call__(self, v: Value) -> str:
-        name = self.names.get(v)
-        return f"%{name}" if name is not None else f"%<undefined {v.uid}>"
+NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+"""Names printed bare; any other name (spaces, colons, ...) is printed as a JSON string."""
 
 
-def _print_nodes(nodes, namer: _Namer, indent: str, lines: list[str]) -> None:
+def format_name(name: str) -> str:
+    return name if NAME.fullmatch(name) else json.dumps(name)
+
+
+def name_values(graph: Graph) -> dict[Value, str]:
+    """Printed names: inputs keep theirs, other values are numbered in print order.
+
+    Numbers that are also input names are skipped, so ``%0`` always means one value.
+    """
+    names = {inp.value: inp.name for inp in graph.inputs}
+    taken = set(names.values())
+    counter = itertools.count()
+
+    def define(v: Value) -> None:
+        n = next(counter)
+        while str(n) in taken:
+            n = next(counter)
+        names.setdefault(v, str(n))
+
+    def walk(nodes) -> None:
+        for node in nodes:
+            for v in node.outputs:
+                define(v)
+            if node.region is not None:
+                for p in node.region.params:
+                    define(p)
+                walk(node.region.nodes)
+
+    walk(graph.nodes)
+    return names
+
+
+def ref(v: Value, names: dict[Value, str]) -> str:
+    name = names.get(v)
+    return f"%{format_name(name)}" if name is not None else f"%<undefined {v.uid}>"
+
+
+def format_node(node: Node, names: dict[Value, str], indent: str = "",
+                column: int = COMMENT_COLUMN) -> str:
+    """One node's line (a fused node's head line, ending in ``{``), comment at ``column``."""
+    args = ", ".join(ref(v, names) for v in node.inputs)
+    outs = ", ".join(f"{ref(v, names)}: {v.type}" for v in node.outputs)
+    head = f"{indent}{outs + ' = ' if outs else ''}{node.op}{format_attrs(node.attrs)}({args})"
+    if node.region is not None:
+        params = ", ".join(f"{ref(p, names)}: {p.type}" for p in node.region.params)
+        head += f" ({params}) {{"
+    comment = location(node)
+    return f"{head.ljust(column)}  # {comment}" if comment else head
+
+
+def _print_nodes(nodes, names: dict[Value, str], indent: str, lines: list[str]) -> None:
     for node in nodes:
-        args = ", ".join(namer(v) for v in node.inputs)
-        outs = ", ".join(f"{namer.define(v)}: {v.type}" for v in node.outputs)
-        head = f"{indent}{outs + ' = ' if outs else ''}{node.op}{format_attrs(node.attrs)}({args})"
+        lines.append(format_node(node, names, indent))
         if node.region is not None:
-            params = ", ".join(f"{namer.define(p)}: {p.type}" for p in node.region.params)
-            head += f" ({params}) {{"
-        comment = location(node)
-        if comment:
-            head = f"{head.ljust(COMMENT_COLUMN)}  # {comment}"
-        lines.append(head)
-        if node.region is not None:
-            _print_nodes(node.region.nodes, namer, indent + "  ", lines)
-            lines.append(f"{indent}  yield {', '.join(namer(v) for v in node.region.results)}")
+            _print_nodes(node.region.nodes, names, indent + "  ", lines)
+            results = ", ".join(ref(v, names) for v in node.region.results)
+            lines.append(f"{indent}  yield {results}")
             lines.append(f"{indent}}}")
 
 
 def print_graph(graph: Graph) -> str:
-    namer = _Namer()
+    names = name_values(graph)
     params = []
     for inp in graph.inputs:
-        namer.names[inp.value] = inp.name
         role = "" if inp.role == "input" else f" {inp.role}"
-        params.append(f"%{inp.name}: {inp.value.type}{role}")
-    lines = [f"graph {graph.name}({', '.join(params)}) {{"]
-    _print_nodes(graph.nodes, namer, "  ", lines)
+        params.append(f"%{format_name(inp.name)}: {inp.value.type}{role}")
+    lines = [f"graph {format_name(graph.name)}({', '.join(params)}) {{"]
+    _print_nodes(graph.nodes, names, "  ", lines)
     for name in sorted(graph.writes):
-        lines.append(f"  write %{name} = {namer(graph.writes[name])}")
-    lines.append(f"  return {', '.join(namer(v) for v in graph.outputs)}".rstrip())
+        lines.append(f"  write %{format_name(name)} = {ref(graph.writes[name], names)}")
+    lines.append(f"  return {', '.join(ref(v, names) for v in graph.outputs)}".rstrip())
     lines.append("}")
     return "\n".join(lines)
