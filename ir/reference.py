@@ -17,7 +17,7 @@ _erf64 = np.frompyfunc(math.erf, 1, 1)
 
 
 def erf(x):
-    return _erf64(x.astype(np.float64)).astype(x.dtype)
+    return np.asarray(_erf64(x.astype(np.float64)), dtype=np.float64).astype(x.dtype)
 
 
 def gelu(x, approximate="none"):
@@ -26,7 +26,7 @@ def gelu(x, approximate="none"):
         inner = math.sqrt(2 / math.pi) * (x64 + 0.044715 * x64 ** 3)
         y = 0.5 * x64 * (1 + np.tanh(inner))
     else:
-        y = 0.5 * x64 * (1 + _erf64(x64 / math.sqrt(2)).astype(np.float64))
+        y = 0.5 * x64 * (1 + np.asarray(_erf64(x64 / math.sqrt(2)), dtype=np.float64))
     return y.astype(x.dtype)
 
 
