@@ -81,6 +81,8 @@ class _Parser:
         return self.text[self.pos:self.pos + 1]
 
     def found(self) -> str:
+        if self.pos >= len(self.text):
+            return "the end of the text"
         rest = self.text[self.pos:].split("\n", 1)[0].strip()
         return f"{rest[:20]!r}" if rest else "the end of the line"
 
@@ -120,19 +122,21 @@ class _Parser:
             raise self.error(f"expected the end of the line, found {self.found()}")
         return body
 
-    def comma_list(self, close: str, item) -> list:
+    def comma_list(self, close: str, item, newlines: bool = False) -> list:
+        """Items up to ``close``; a trailing comma is allowed, as in ``(1,)``."""
         items = []
-        self.space(newlines=True)
+        self.space(newlines)
         if self.accept(close):
             return items
         while True:
             items.append(item())
-            self.space(newlines=True)
+            self.space(newlines)
             if self.accept(close):
                 return items
-            self.expect(",")
-            self.space(newlines=True)
-            if self.accept(close):  # a trailing comma, as in (1,)
+            if not self.accept(","):
+                raise self.error(f"expected ',' or {close!r}, found {self.found()}")
+            self.space(newlines)
+            if self.accept(close):
                 return items
 
     # ---- names, types, attributes ---------------------------------------------------
@@ -174,6 +178,7 @@ class _Parser:
         return name, start, self.type()
 
     def type(self) -> TensorType:
+        self.space()
         start = self.pos
         word = self.match(_IDENT, "a type such as f32[2,3]")
         try:
@@ -246,7 +251,7 @@ class _Parser:
                                      role_start)
             self.define(name, start, graph.add_input(name, type_, role))
 
-        self.comma_list(")", graph_input)
+        self.comma_list(")", graph_input, newlines=True)
         self.expect("{")
         self.end_of_line()
         graph.nodes, graph.outputs = self.block(graph)
