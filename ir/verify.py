@@ -160,11 +160,11 @@ class _Verifier:
             if inp is None or inp.role != "buffer":
                 what = "no input" if inp is None else f"a {inp.role!r} input"
                 self.fail(f"write to %{format_name(name)}, which is {what}, not a buffer",
-                          "write", where=where)
+                          "write", self.top, end, where)
             self.use(v, self.top, end, where)
             if v.type != inp.value.type:
                 self.fail(f"write of {v.type} to buffer %{format_name(name)} of type "
-                          f"{inp.value.type}", "write", where=where)
+                          f"{inp.value.type}", "write", self.top, end, where)
 
     def check_block(self, scope: _Scope) -> None:
         for i, node in enumerate(scope.nodes):
@@ -217,7 +217,7 @@ class _Verifier:
         for outer_what, inner_what, outer, inner_values in pairs:
             if len(outer) != len(inner_values):
                 self.fail(f"fused node has {len(outer)} {outer_what} but its region "
-                          f"{len(inner_values)} {inner_what}", "fused", scope, i)
+                          f"has {len(inner_values)} {inner_what}", "fused", scope, i)
         for a, p in zip(node.inputs, region.params):
             if a.type != p.type:
                 self.fail(f"region parameter {self.name(p)}: {p.type} is bound to "
