@@ -16,6 +16,7 @@ from ir.errors import TraceJitError
 # backend does not pay for importing numba.
 BACKENDS: dict[str, str] = {
     "interpret": "codegen.interpret:compile",
+    "onnxruntime": "codegen.onnx:compile",
 }
 
 
