@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 import ir
 
 
@@ -10,7 +12,9 @@ class Interpreted:
         self.graph = graph
 
     def __call__(self, arrays, extern=None):
-        return ir.run(self.graph, arrays, extern=extern)
+        outs, writes = ir.run(self.graph, arrays, extern=extern)
+        # the protocol promises fresh, writable outputs (the interpreter may return views)
+        return [np.array(o) for o in outs], writes
 
 
 def compile(graph: ir.Graph, options: dict) -> Interpreted:

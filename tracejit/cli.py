@@ -1,0 +1,196 @@
+"""The ``tracejit`` command line (also ``python -m tracejit``).
+
+Errors a user can cause print one line on stderr and exit with status 2: no traceback,
+and no output file is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+from .errors import InputSpecError, ModelLoadError, TraceJitError
+
+DTYPES = {"float32": "float32", "f32": "float32", "float64": "float64", "f64": "float64",
+          "float16": "float16", "f16": "float16", "int64": "int64", "i64": "int64",
+          "int32": "int32", "i32": "int32", "bool": "bool"}
+INT_HIGH = 10   # integer inputs are drawn from [0, INT_HIGH): valid token ids for any vocab
+
+
+def parse_input_spec(spec: str):
+    """``1x3x32x32`` or ``2x16:int64`` -> (shape, torch dtype name)."""
+    m = re.fullmatch(r"\s*(\d+(?:x\d+)*|scalar)\s*(?::\s*(\w+))?\s*", spec)
+    if not m:
+        raise InputSpecError(f"bad --input {spec!r}: expected sizes joined by 'x' with an "
+                             "optional dtype, e.g. 1x784 or 2x16:int64")
+    shape = () if m.group(1) == "scalar" else tuple(int(d) for d in m.group(1).split("x"))
+    dtype = DTYPES.get((m.group(2) or "float32").lower())
+    if dtype is None:
+        raise InputSpecError(f"bad --input {spec!r}: unknown dtype {m.group(2)!r}; use one of "
+                             f"{', '.join(sorted(set(DTYPES.values())))}")
+    return shape, dtype
+
+
+def make_inputs(specs: list[str], seed: int = 0):
+    import torch
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for spec in specs:
+        shape, dtype = parse_input_spec(spec)
+        dt = getattr(torch, dtype)
+        if dt.is_floating_point:
+            out.append(torch.randn(shape, generator=gen).to(dt))
+        elif dt == torch.bool:
+            out.append(torch.rand(shape, generator=gen) > 0.5)
+        else:
+            out.append(torch.randint(0, INT_HIGH, shape, generator=gen, dtype=dt))
+    return out
+
+
+def load_model(ref: str):
+    """``path/to/file.py:Name`` or ``package.module:Name`` -> an nn.Module in eval mode."""
+    from torch import nn
+    target, sep, name = ref.rpartition(":")
+    if not sep or not target or not name:
+        raise ModelLoadError(f"bad MODEL {ref!r}: expected path/to/file.py:Name or "
+                             "package.module:Name")
+    try:
+        if target.endswith(".py") or os.sep in target:
+            path = Path(target)
+            if not path.is_file():
+                raise ModelLoadError(f"model file {target} does not exist")
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules.setdefault(path.stem, module)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(target)
+    except ModelLoadError:
+        raise
+    except ImportError as e:
+        raise ModelLoadError(f"cannot import {target}: {e}") from e
+    except Exception as e:
+        raise ModelLoadError(f"importing {target} raised {type(e).__name__}: {e}") from e
+    if not hasattr(module, name):
+        raise ModelLoadError(f"{target} has no attribute {name!r}")
+    factory = getattr(module, name)
+    if not callable(factory):
+        raise ModelLoadError(f"{target}:{name} is not a class or function")
+    try:
+        inspect.signature(factory).bind()
+    except TypeError:
+        raise ModelLoadError(f"{target}:{name} needs constructor arguments; point MODEL at a "
+                             "zero-argument factory function instead") from None
+    except ValueError:
+        pass
+    try:
+        model = factory()
+    except Exception as e:
+        raise ModelLoadError(f"building {target}:{name}() raised {type(e).__name__}: {e}") from e
+    if not isinstance(model, nn.Module):
+        raise ModelLoadError(f"{target}:{name}() returned {type(model).__name__}, "
+                             "not an nn.Module")
+    return model.eval()
+
+
+def write_output(text: str, path: str | None) -> None:
+    """Print, or write atomically (a temp file then rename), so no half-written file stays."""
+    if path is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return
+    target = Path(path)
+    if not target.parent.exists():
+        raise TraceJitError(f"cannot write {path}: folder {target.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text if text.endswith("\n") else text + "\n")
+        os.replace(tmp, target)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def format_graph(graph, fmt: str) -> str:
+    import ir
+    if fmt == "json":
+        return json.dumps(ir.to_json(graph), indent=1)
+    if fmt == "dot":
+        return ir.to_dot(graph)
+    return ir.print_graph(graph)
+
+
+def cmd_dump(args) -> None:
+    import torch
+
+    import tracejit
+    from ir.passes import optimize
+
+    model = load_model(args.model)
+    inputs = make_inputs(args.input)
+    with torch.no_grad():
+        try:
+            tr = tracejit.trace(model, *inputs)
+        except TraceJitError:
+            raise
+        except Exception as e:      # the user's model raised: report it in one line
+            raise ModelLoadError(f"running {args.model} on inputs {args.input} raised "
+                                 f"{type(e).__name__}: {e}") from e
+    chunks = []
+    if args.passes == "each":
+        chunks.append(f"// after: trace (raw)\n{format_graph(tr.graph, args.format)}")
+        optimize(tr.graph, passes="each", on_pass=lambda name, g: chunks.append(
+            f"// after: {name}\n{format_graph(g, args.format)}"))
+        text = "\n\n".join(chunks)
+    else:
+        graph, _ = optimize(tr.graph, passes=args.passes)
+        text = format_graph(graph, args.format)
+    write_output(text, args.output)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tracejit", description="A tracing JIT compiler for PyTorch models.")
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("dump", help="trace a model and print its IR",
+                       description="Trace MODEL on random inputs and print its IR graph.")
+    d.add_argument("model", metavar="MODEL",
+                   help="path/to/file.py:Name or package.module:Name; Name is an nn.Module "
+                        "class built with no arguments, or a zero-argument factory")
+    d.add_argument("--input", action="append", required=True, metavar="SHAPE[:DTYPE]",
+                   help="one per model input, e.g. 1x784 or 2x16:int64 (repeatable); floats "
+                        f"are standard normal, integers uniform in [0, {INT_HIGH})")
+    d.add_argument("--passes", choices=("none", "default", "each"), default="default",
+                   help="none: the raw trace; default: the optimised graph; each: the graph "
+                        "after every pass, each under a header naming the pass")
+    d.add_argument("--format", choices=("text", "json", "dot"), default="text")
+    d.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    d.set_defaults(run=cmd_dump)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        for spec in getattr(args, "input", None) or ():
+            parse_input_spec(spec)
+        args.run(args)
+    except TraceJitError as e:
+        print(f"tracejit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""Capture: run the model once under a TorchDispatchMode and record every aten op as IR.
+
+The model really runs, so the trace call returns eager results. Each aten op reaching
+the mode is, in order of preference: converted by a rule in ``tracejit.aten``,
+decomposed with torch's own core decomposition table (its sub-ops are recorded), or
+recorded as an ``extern`` node that calls torch at run time.
+
+In-place ops are functionalised by rebinding the mutated tensor to a new SSA value;
+other tensors sharing the written elements become stale, and reading a stale tensor
+aborts the trace (the call then runs eagerly, saying why). Writes to buffers become
+``graph.writes``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch._decomp import core_aten_decompositions
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+import ir
+from ir.graph import Node, Value
+from ir.opdef import OPS
+from ir.shapes import TypeRuleError
+from ir.types import DType, TensorType
+
+from . import aten as rules
+from .errors import TraceAbort, UnsupportedOpError
+from .externs import encode_call
+from .provenance import ScopeStack, user_location
+
+_DECOMPOSITIONS = core_aten_decompositions()
+_IGNORED_NAMESPACES = ("profiler",)
+
+_TORCH_TO_IR = {
+    torch.float16: DType.f16, torch.float32: DType.f32, torch.float64: DType.f64,
+    torch.int8: DType.i8, torch.uint8: DType.u8, torch.int16: DType.i16,
+    torch.int32: DType.i32, torch.int64: DType.i64, torch.bool: DType.bool,
+}
+_IR_TO_TORCH = {v: k for k, v in _TORCH_TO_IR.items()}
+
+
+def ir_dtype(dtype: torch.dtype) -> DType:
+    try:
+        return _TORCH_TO_IR[dtype]
+    except KeyError:
+        raise TraceAbort(f"dtype {dtype} is not supported by the IR") from None
+
+
+def torch_dtype(dtype: DType) -> torch.dtype:
+    return _IR_TO_TORCH[dtype]
+
+
+def tensor_type(t: torch.Tensor) -> TensorType:
+    return TensorType(ir_dtype(t.dtype), tuple(t.shape))
+
+
+def _elements(t: torch.Tensor) -> set[int]:
+    """Storage element offsets of a tensor, for alias checks after in-place writes."""
+    idx = torch.zeros((), dtype=torch.int64) + t.storage_offset()
+    for size, stride in zip(t.shape, t.stride()):
+        idx = idx.unsqueeze(-1) + torch.arange(size) * stride
+    return set(idx.flatten().tolist())
+
+
+def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two tensors on one storage share an element (extents when they are big)."""
+    if a.numel() == 0 or b.numel() == 0:
+        return False
+    if a.numel() <= 1 << 16 and b.numel() <= 1 << 16:
+        return bool(_elements(a) & _elements(b))
+
+    def extent(t):
+        last = t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride()))
+        return t.storage_offset(), last
+    (a0, a1), (b0, b1) = extent(a), extent(b)
+    return a0 <= b1 and b0 <= a1
+
+
+class Tracer(TorchDispatchMode):
+    """Records aten ops into ``self.graph``. Use through ``tracejit.capture.capture``."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        """Never run under dynamo, so torch need not wrap us with dynamo.disable, whose
+        first use imports torch._dynamo (about 3 s)."""
+        return False
+
+    def __init__(self, graph: ir.Graph, named_state: dict[int, tuple[str, str]],
+                 scopes: ScopeStack, user_inputs: list[torch.Tensor], fullgraph: bool = False):
+        super().__init__()
+        self.graph = graph
+        self.named_state = named_state        # id(tensor) -> (state_dict name, role)
+        self.scopes = scopes
+        self.fullgraph = fullgraph
+        self.env: dict[int, Value] = {}
+        self.keep: dict[int, torch.Tensor] = {}   # keeps ids stable while tracing
+        self.user_inputs = {id(t) for t in user_inputs}
+        self.stale: dict[int, str] = {}       # id -> why it can no longer be read
+        self.state_inputs: dict[str, torch.Tensor] = {}   # input name -> tensor (params, ...)
+        self.n_const = 0
+        self.loc = ""
+        self.scope = ""
+        self.guards: list[Node] = []
+        self.externs: list[Node] = []
+        self.aborted: TraceAbort | None = None
+
+    # ---- values ---------------------------------------------------------------------------
+
+    def bind(self, t: torch.Tensor, v: Value) -> None:
+        self.env[id(t)] = v
+        self.stale.pop(id(t), None)
+        self.keep[id(t)] = t
+
+    def value_of(self, t: torch.Tensor) -> Value:
+        key = id(t)
+        if key in self.stale:
+            raise TraceAbort(self.stale[key])
+        v = self.env.get(key)
+        if v is not None:
+            return v
+        if key in self.named_state:
+            name, role = self.named_state[key]
+            v = self.graph.add_input(name, tensor_type(t), role)
+            self.state_inputs[name] = t
+        elif t.numel() <= 16 and t.dtype in _TORCH_TO_IR:
+            v = self.emit("constant", [], value=tuple(t.flatten().tolist()), shape=tuple(t.shape),
+                          dtype=str(ir_dtype(t.dtype)))
+        else:
+            name = f"_const{self.n_const}"
+            self.n_const += 1
+            v = self.graph.add_input(name, tensor_type(t), "const")
+            self.state_inputs[name] = t
+        self.bind(t, v)
+        return v
+
+    def emit(self, op: str, inputs, **attrs) -> Value | tuple[Value, ...]:
+        """Append one node; returns its output value (or tuple of values)."""
+        opdef = OPS[op]
+        try:
+            types = opdef.infer_types([v.type for v in inputs], attrs)
+        except (TypeRuleError, ValueError) as e:
+            raise TraceAbort(f"internal: cannot type {op}{attrs}: {e}") from e
+        outs = tuple(Value(t) for t in types)
+        node = Node(op, tuple(inputs), outs, attrs, scope=self.scope, loc=self.loc)
+        self.graph.nodes.append(node)
+        if op == "guard":
+            self.guards.append(node)
+        return outs[0] if len(outs) == 1 else outs
+
+    def constant(self, value, dtype: DType) -> Value:
+        if dtype == DType.bool:
+            value = bool(value)
+        elif dtype.is_int:
+            value = int(value)
+        else:
+            value = float(value)
+        return self.emit("constant", [], value=value, shape=(), dtype=str(dtype))
+
+    def operand(self, x, dtype: DType) -> Value:
+        """A tensor or Python number as a value of ``dtype`` (cast or constant)."""
+        if isinstance(x, torch.Tensor):
+            v = self.value_of(x)
+            return v if v.type.dtype == dtype else self.emit("cast", [v], dtype=str(dtype))
+        return self.constant(x, dtype)
+
+    # ---- dispatch -------------------------------------------------------------------------
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self.aborted is not None or func.namespace in _IGNORED_NAMESPACES:
+            return func(*args, **kwargs)
+        self.loc = user_location()
+        self.scope = self.scopes.current
+        name = func.overloadpacket.__name__
+        mutated = _mutated_args(func)
+        rule = rules.RULES.get(func.name().split("::")[1]) or rules.RULES.get(name)
+        if rule is None and mutated and name.endswith("_"):
+            rule = rules.RULES.get(name[:-1])
+        if rule is None and func in _DECOMPOSITIONS and not mutated:
+            with self:
+                return _DECOMPOSITIONS[func](*args, **kwargs)
+        if rule is None and self.fullgraph:
+            raise UnsupportedOpError(
+                f"op {func} has no IR rule or decomposition (at {self.where}); use "
+                "fullgraph=False to run it in torch, or add it to ir/ops.py and "
+                "tracejit/aten.py")
+        n_nodes = len(self.graph.nodes)
+        out = func(*args, **kwargs)             # the real op runs exactly once
+        try:
+            try:
+                if rule is None:
+                    raise rules.UseExtern()
+                result = rule(self, out, *args, **kwargs)
+                self.bind_results(func, out, result)
+            except rules.UseExtern:
+                del self.graph.nodes[n_nodes:]
+                self.extern(func, args, kwargs, mutated, out)
+            for i in mutated:
+                self.written(args[i], out)
+        except TraceAbort as e:
+            self.aborted = e                    # the call goes on eagerly, unrecorded
+        return out
+
+    @property
+    def where(self) -> str:
+        return "  ".join(p for p in (self.scope, self.loc) if p) or "unknown location"
+
+    def bind_results(self, func, out, result) -> None:
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        vals = result if isinstance(result, (tuple, list)) else (result,)
+        for t, v in zip(outs, vals):
+            if not isinstance(t, torch.Tensor):
+                continue
+            if v is None:
+                self.mark_stale(t, f"{func} output is not representable in the IR")
+                continue
+            if v.type != tensor_type(t):
+                raise TraceAbort(f"internal: {func} traced as {v.type}, eager gave "
+                                 f"{tensor_type(t)}")
+            self.bind(t, v)
+
+    def mark_stale(self, t: torch.Tensor, why: str) -> None:
+        self.stale[id(t)] = why
+        self.keep[id(t)] = t
+
+    def written(self, t: torch.Tensor, out) -> None:
+        """After an in-place write to ``t``: other tensors sharing its elements go stale,
+        and a write to a buffer becomes a graph write."""
+        if isinstance(out, torch.Tensor) and out is not t and id(out) in self.env:
+            self.bind(t, self.env[id(out)])
+        storage = t.untyped_storage().data_ptr()
+        for other in list(self.keep.values()):
+            if other is t or id(other) not in self.env:
+                continue
+            if other.untyped_storage().data_ptr() == storage and _overlap(t, other):
+                self.mark_stale(other, f"a tensor was modified in place through an alias "
+                                       f"(at {self.loc or 'unknown line'}); the static graph "
+                                       "cannot replay writes through views")
+        ref = self.named_state.get(id(t))
+        if ref is not None:
+            name, role = ref
+            if role != "buffer":
+                raise TraceAbort(f"forward modifies {role} {name!r} in place at {self.loc}")
+            if t._is_view():
+                raise TraceAbort(f"forward writes buffer {name!r} through a view at {self.loc}")
+            if name not in self.state_inputs:     # written before it was ever read
+                self.graph.add_input(name, tensor_type(t), role)
+                self.state_inputs[name] = t
+            self.graph.writes[name] = self.env[id(t)]
+        elif id(t) in self.user_inputs:
+            raise TraceAbort(f"forward modifies an input tensor in place at {self.loc}")
+
+    # ---- externs --------------------------------------------------------------------------
+
+    def hidden_write(self, t: torch.Tensor, v: Value) -> None:
+        """An op updated buffer ``t`` without its schema saying so (batch norm)."""
+        name, role = self.named_state[id(t)]
+        self.bind(t, v)
+        self.graph.writes[name] = v
+
+    def extern(self, func, args, kwargs, mutated, out) -> None:
+        if self.fullgraph:
+            raise UnsupportedOpError(f"op {func} has no IR rule for these arguments (at "
+                                     f"{self.where}); use fullgraph=False to run it in torch")
+        if torch.Tag.data_dependent_output in func.tags and not _returns_tensors(func):
+            raise TraceAbort(f"{func} returns Python data computed from tensor values "
+                             f"(at {self.where}); this data dependence is not captured yet")
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        if not all(isinstance(o, torch.Tensor) for o in outs):
+            raise TraceAbort(f"{func} returns non-tensor values (at {self.where})")
+        flat, _ = tree_flatten((args, kwargs))
+        tensors = [x for x in flat if isinstance(x, torch.Tensor)]
+        inputs = [self.value_of(t) for t in tensors]
+        types = tuple(str(tensor_type(o)) for o in outs)
+        call = encode_call(args, kwargs, tensors, mutated)
+        vals = self.emit("extern", inputs, target=func.name(), call=call, types=types)
+        vals = vals if isinstance(vals, tuple) else (vals,)
+        self.externs.append(self.graph.nodes[-1])
+        for o, v in zip(outs, vals):
+            self.bind(o, v)
+        for i in mutated:                       # the extern's first output is the written tensor
+            if isinstance(args[i], torch.Tensor) and args[i] is not outs[0]:
+                self.bind(args[i], vals[0])
+
+
+def _mutated_args(func) -> list[int]:
+    return [i for i, a in enumerate(func._schema.arguments)
+            if a.alias_info is not None and a.alias_info.is_write and not a.kwarg_only]
+
+
+def _returns_tensors(func) -> bool:
+    return all(str(r.type).startswith("Tensor") for r in func._schema.returns)
