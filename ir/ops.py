@@ -143,7 +143,8 @@ def _argmax_ref(x, dim, keepdim):
 defop("argmax", attrs={"dim": None, "keepdim": False}, infer=_argmax_type, ref=_argmax_ref,
       flags={RED})
 defop("cumsum", attrs={"dim": REQUIRED}, infer=same_as(0),
-      ref=lambda x, dim: np.cumsum(x, axis=dim, dtype=x.dtype))
+      ref=lambda x, dim: np.cumsum(  # floats accumulate in f64, as torch's CPU kernel does
+          x, axis=dim, dtype=np.float64 if x.dtype.kind == "f" else x.dtype).astype(x.dtype))
 defop("softmax", attrs={"dim": REQUIRED}, infer=same_as(0), ref=R.softmax, flags={NORM})
 defop("log_softmax", attrs={"dim": REQUIRED}, infer=same_as(0), ref=R.log_softmax, flags={NORM})
 defop("layer_norm", inputs=("x", "weight?", "bias?"),

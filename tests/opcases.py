@@ -7,7 +7,7 @@ simulator); ``single_op_graph`` wraps a case in a one-node graph with inputs ``a
 
 Tags let backends filter: ``edge`` (inf/nan/-0.0/huge/tiny values), ``noncontig`` (strided,
 transposed or reversed views), ``scalar`` (a 0-d input or output), ``empty`` (a size-0
-dimension), ``broadcast``, ``int`` (an integer or bool input or output), ``f64``, ``large``.
+dimension), ``broadcast``, ``int`` (an integer or bool input), ``f64``, ``f16``, ``large``.
 Data is random with a fixed seed per op, never all zeros.
 """
 
@@ -26,19 +26,27 @@ import ir
 from ir.opdef import OPS
 from ir.types import DType, TensorType
 
-F32, F64, I64, I32, BOOL = np.float32, np.float64, np.int64, np.int32, np.bool_
+F16, F32, F64, I64, I32 = np.float16, np.float32, np.float64, np.int64, np.int32
 INF, NAN = math.inf, math.nan
 
-# DESIGN §7 defaults are rtol 1e-4, atol 1e-5; these ops legitimately differ more in float32
-# (long reductions summed in another order, transcendental library differences).
-TOLERANCE: dict[str, tuple[float, float]] = {
+# DESIGN §7 defaults are rtol 1e-4, atol 1e-5. Keys: (op, dtype), op, or dtype, looked up in
+# that order. These legitimately differ more: long float32 reductions summed in another order,
+# and float16, whose ulp is 1e-3 (torch.testing's own float16 tolerance).
+TOLERANCE: dict = {
     "sum": (1e-4, 1e-4), "mean": (1e-4, 1e-4), "cumsum": (1e-4, 1e-4), "var": (1e-4, 1e-4),
-    "prod": (1e-4, 1e-5), "matmul": (1e-4, 1e-4), "linear": (1e-4, 1e-4), "addmm": (1e-4, 1e-4),
-    "conv1d": (1e-4, 1e-4), "conv2d": (1e-4, 1e-4), "avg_pool2d": (1e-4, 1e-5),
-    "adaptive_avg_pool2d": (1e-4, 1e-5), "scaled_dot_product_attention": (1e-4, 1e-4),
+    "matmul": (1e-4, 1e-4), "linear": (1e-4, 1e-4), "addmm": (1e-4, 1e-4),
+    "conv1d": (1e-4, 1e-4), "conv2d": (1e-4, 1e-4), "scaled_dot_product_attention": (1e-4, 1e-4),
     "layer_norm": (1e-4, 1e-4), "batch_norm": (1e-4, 1e-4), "batch_norm_train": (1e-4, 1e-4),
-    "mse_loss": (1e-4, 1e-4), "nll_loss": (1e-4, 1e-5), "pow": (1e-4, 1e-5),
+    "mse_loss": (1e-4, 1e-4),
+    "f16": (1e-3, 1e-3), ("matmul", "f16"): (2e-3, 2e-3), ("sum", "f16"): (2e-3, 2e-3),
 }
+
+
+def tolerance(op: str, dtype: str) -> tuple[float, float]:
+    return TOLERANCE.get((op, dtype)) or TOLERANCE.get(op) or TOLERANCE.get(dtype) \
+        or (1e-4, 1e-5)
+
+
 SMALL_NUMEL = 128   # small=True keeps cases whose inputs and outputs all have <= this many
 EXCLUDED = ("extern", "fused", "guard")   # tested by hand in test_ops_interpreter.py
 
@@ -68,7 +76,7 @@ class Data:
         self.rng = np.random.default_rng(zlib.crc32(op.encode()))
 
     def f(self, *shape, dtype=F32, lo=-2.0, hi=2.0):
-        x = self.rng.uniform(lo, hi, size=shape).astype(dtype)
+        x = np.asarray(self.rng.uniform(lo, hi, size=shape), dtype=dtype)
         if x.size and not x.any():
             x.flat[0] = 1
         return x
@@ -77,7 +85,7 @@ class Data:
         return self.f(*shape, dtype=dtype, lo=0.1, hi=3.0)
 
     def i(self, *shape, dtype=I64, lo=-5, hi=6):
-        x = self.rng.integers(lo, hi, size=shape).astype(dtype)
+        x = np.asarray(self.rng.integers(lo, hi, size=shape), dtype=dtype)
         if x.size and not x.any():
             x.flat[0] = 1
         return x
@@ -90,7 +98,7 @@ class Data:
         return (self.i(*shape, dtype=dtype, lo=1, hi=6) * signs).astype(dtype)
 
     def b(self, *shape):
-        x = self.rng.random(size=shape) < 0.5
+        x = np.asarray(self.rng.random(size=shape) < 0.5)
         if x.size:
             x.flat[0] = True
         return x
@@ -133,11 +141,12 @@ def make(op, label, inputs, torch_fn, attrs=None, tags=(), tol=None) -> OpCase:
     tags = set(tags)
     for x in inputs:
         tags |= {"int"} if x.dtype.kind in "biu" else set()
-        tags |= {"f64"} if x.dtype == F64 else set()
+        tags |= {"f64"} if x.dtype == F64 else {"f16"} if x.dtype == F16 else set()
         tags |= {"scalar"} if x.ndim == 0 else set()
         tags |= {"empty"} if x.size == 0 else set()
         tags |= {"noncontig"} if not x.flags.c_contiguous else set()
-    rtol, atol = tol or TOLERANCE.get(op, (1e-4, 1e-5))
+    floats = [str(DType.from_numpy(x.dtype)) for x in inputs if x.dtype.kind == "f"]
+    rtol, atol = tol or tolerance(op, floats[0] if floats else "")
     return OpCase(op, inputs, dict(attrs or {}), torch_fn, f"{op}-{label}", rtol, atol,
                   frozenset(tags))
 
@@ -661,3 +670,181 @@ def _creation() -> Iterator[OpCase]:
                                     ("nan", NAN, (), "f32")]:
         yield make("constant", label, [], lambda v=value, s=shape, t=TORCH_DTYPE[dt]: torch.tensor(
             v, dtype=t).reshape(s), {"value": value, "shape": shape, "dtype": dt})
+
+
+# ---- contractions, pooling, attention -----------------------------------------------------
+
+
+@generator
+def _matmuls() -> Iterator[OpCase]:
+    d = Data("matmul")
+    for label, a, b in [("2d", d.f(7, 13), d.f(13, 5)), ("1d-2d", d.f(6), d.f(6, 4)),
+                        ("2d-1d", d.f(3, 6), d.f(6)), ("1d-1d", d.f(13), d.f(13)),
+                        ("batch-bcast", d.f(2, 1, 3, 4), d.f(5, 4, 6)), ("3d-2d", d.f(3, 5, 7), d.f(7, 2)),
+                        ("T", transposed(d.f(5, 4)), transposed(d.f(4, 3))),
+                        ("k0", d.f(3, 0), d.f(0, 4)), ("m0", d.f(0, 3), d.f(3, 2)),
+                        ("f64", d.f(4, 6, dtype=F64), d.f(6, 3, dtype=F64)), ("i64", d.i(3, 4), d.i(4, 2)),
+                        ("large", d.f(64, 128), d.f(128, 96))]:
+        yield make("matmul", label, [a, b], torch.matmul, tags={"large"} if label == "large" else ())
+    d = Data("linear")
+    for label, x, w, b in [("2d-bias", d.f(7, 13), d.f(5, 13), d.f(5)), ("no-bias", d.f(4, 6), d.f(3, 6), None),
+                           ("3d", d.f(2, 3, 5), d.f(4, 5), d.f(4)), ("1d", d.f(6), d.f(2, 6), d.f(2)),
+                           ("T-weight", d.f(3, 4), transposed(d.f(4, 5)).T, d.f(5)),
+                           ("f64", d.f(3, 4, dtype=F64), d.f(2, 4, dtype=F64), d.f(2, dtype=F64)),
+                           ("in0", d.f(3, 0), d.f(2, 0), d.f(2))]:
+        yield make("linear", label, [x, w] + ([] if b is None else [b]), F.linear)
+    d = Data("addmm")
+    for label, bias, a, b, attrs in [("row-bias", d.f(5), d.f(7, 13), d.f(13, 5), {}),
+                                     ("full-bias", d.f(3, 4), d.f(3, 6), d.f(6, 4), {}),
+                                     ("beta-alpha", d.f(1, 4), d.f(2, 3), d.f(3, 4), {"beta": 0.5, "alpha": 2.0}),
+                                     ("T", d.f(4), transposed(d.f(3, 5)), transposed(d.f(5, 4)), {}),
+                                     ("0d-bias-f64", d.f(dtype=F64), d.f(2, 3, dtype=F64),
+                                      d.f(3, 2, dtype=F64), {"beta": 0.0})]:
+        yield make("addmm", label, [bias, a, b], lambda c, a, b, k=attrs: torch.addmm(
+            c, a, b, beta=k.get("beta", 1.0), alpha=k.get("alpha", 1.0)), attrs)
+
+
+@generator
+def _convs() -> Iterator[OpCase]:
+    d = Data("conv")
+    for label, x, w, bias, s, p, dil, g in [
+            ("basic", d.f(2, 3, 7, 7), d.f(4, 3, 3, 3), True, 1, 0, 1, 1),
+            ("stride-pad", d.f(1, 2, 13, 7), d.f(3, 2, 3, 2), True, (2, 1), (1, 2), 1, 1),
+            ("dilation", d.f(1, 2, 9, 9), d.f(2, 2, 3, 3), False, 1, 1, 2, 1),
+            ("groups", d.f(2, 4, 6, 5), d.f(6, 2, 3, 3), True, 1, 1, 1, 2),
+            ("depthwise", d.f(1, 3, 5, 5), d.f(3, 1, 3, 3), True, 2, 1, 1, 3),
+            ("1x1-T", transposed(d.f(2, 3, 4, 5)), d.f(5, 3, 1, 1), True, 1, 0, 1, 1),
+            ("f64", d.f(1, 2, 5, 6, dtype=F64), d.f(2, 2, 2, 3, dtype=F64), True, 1, 0, 1, 1),
+            ("large", d.f(2, 16, 32, 32), d.f(32, 16, 3, 3), True, 1, 1, 1, 1)]:
+        pair = [v if isinstance(v, tuple) else (v, v) for v in (s, p, dil)]
+        attrs = dict(zip(("stride", "padding", "dilation"), pair), groups=g)
+        ins = [x, w] + ([d.f(w.shape[0], dtype=x.dtype.type)] if bias else [])
+        yield make("conv2d", label, ins, lambda x, w, b=None, a=attrs: F.conv2d(
+            x, w, b, a["stride"], a["padding"], a["dilation"], a["groups"]), attrs,
+            {"large"} if label == "large" else ())
+    for label, x, w, bias, s, p, dil, g in [
+            ("basic", d.f(2, 3, 13), d.f(4, 3, 3), True, 1, 0, 1, 1),
+            ("stride-pad-dil", d.f(1, 2, 13), d.f(3, 2, 3), False, 2, 2, 2, 1),
+            ("groups-T", transposed(d.f(2, 4, 7)), d.f(4, 2, 2), True, 1, 1, 1, 2)]:
+        attrs = {"stride": (s,), "padding": (p,), "dilation": (dil,), "groups": g}
+        ins = [x, w] + ([d.f(w.shape[0])] if bias else [])
+        yield make("conv1d", label, ins, lambda x, w, b=None, a=attrs: F.conv1d(
+            x, w, b, a["stride"], a["padding"], a["dilation"], a["groups"]), attrs)
+
+
+@generator
+def _pools() -> Iterator[OpCase]:
+    d = Data("pool")
+    for label, x, k, s, p, dil, ceil in [
+            ("2x2", d.f(2, 3, 8, 8), (2, 2), (2, 2), (0, 0), (1, 1), False),
+            ("3x3-s2-p1", d.f(1, 2, 7, 13), (3, 3), (2, 2), (1, 1), (1, 1), False),
+            ("ceil", d.f(1, 2, 7, 7), (2, 2), (2, 2), (0, 0), (1, 1), True),
+            ("ceil-pad", d.f(1, 1, 6, 9), (3, 2), (2, 3), (1, 1), (1, 1), True),
+            ("dilation", d.f(1, 2, 9, 9), (3, 3), (1, 1), (1, 1), (2, 2), False),
+            ("3d-input-T", transposed(d.f(3, 6, 5)), (2, 2), (1, 2), (0, 1), (1, 1), False),
+            ("edge", edge()[:16].reshape(1, 1, 4, 4), (2, 2), (2, 2), (0, 0), (1, 1), False),
+            ("all-neg-pad", -d.pos(1, 1, 3, 3), (2, 2), (2, 2), (1, 1), (1, 1), False),
+            ("f64", d.f(1, 1, 5, 5, dtype=F64), (3, 3), (2, 2), (1, 1), (1, 1), True)]:
+        attrs = {"kernel_size": k, "stride": s, "padding": p, "dilation": dil, "ceil_mode": ceil}
+        yield make("max_pool2d", label, [x], lambda x, k=k, s=s, p=p, dl=dil, c=ceil: F.max_pool2d(
+            x, k, s, p, dl, ceil_mode=c), attrs, {"edge"} if label == "edge" else ())
+    for label, x, k, s, p, ceil, cip, div in [
+            ("2x2", d.f(2, 3, 8, 8), (2, 2), (2, 2), (0, 0), False, True, None),
+            ("3x3-pad", d.f(1, 2, 7, 13), (3, 3), (2, 2), (1, 1), False, True, None),
+            ("pad-exclude", d.f(1, 2, 7, 7), (3, 3), (2, 2), (1, 1), False, False, None),
+            ("ceil", d.f(1, 1, 7, 7), (2, 2), (2, 2), (0, 0), True, True, None),
+            ("ceil-pad", d.f(1, 1, 6, 9), (3, 2), (2, 3), (1, 1), True, True, None),
+            ("ceil-pad-exclude", d.f(1, 1, 6, 9), (3, 2), (2, 3), (1, 1), True, False, None),
+            ("divisor", d.f(1, 2, 6, 6), (3, 3), (3, 3), (1, 1), False, True, 4),
+            ("3d-input-T", transposed(d.f(3, 6, 5)), (2, 3), (1, 2), (1, 1), False, True, None),
+            ("f64", d.f(1, 1, 5, 5, dtype=F64), (2, 2), (1, 1), (0, 0), False, True, None)]:
+        attrs = {"kernel_size": k, "stride": s, "padding": p, "ceil_mode": ceil,
+                 "count_include_pad": cip, "divisor_override": div}
+        yield make("avg_pool2d", label, [x], lambda x, k=k, s=s, p=p, c=ceil, i=cip, v=div: F.avg_pool2d(
+            x, k, s, p, c, i, v), attrs)
+    for label, x, out in [("7-to-3", d.f(2, 3, 7, 7), (3, 3)), ("global", d.f(2, 4, 5, 6), (1, 1)),
+                          ("5x13-to-2x4", d.f(1, 2, 5, 13), (2, 4)), ("identity", d.f(1, 1, 4, 4), (4, 4)),
+                          ("upsample-T", transposed(d.f(3, 2, 3)), (4, 5)),
+                          ("f64", d.f(1, 1, 6, 6, dtype=F64), (4, 4))]:
+        yield make("adaptive_avg_pool2d", label, [x], lambda x, o=out: F.adaptive_avg_pool2d(x, o),
+                   {"output_size": out})
+
+
+@generator
+def _attention() -> Iterator[OpCase]:
+    d = Data("sdpa")
+
+    def sdpa(causal=False, scale=None):
+        def fn(q, k, v, mask=None):
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                                  scale=scale)
+        return fn
+    bool_mask = d.b(1, 5, 7)
+    bool_mask[0, 0] = False   # a fully masked row gives zeros (torch's _safe_softmax)
+    for label, ins, attrs in [
+            ("basic", [d.f(2, 3, 5, 4), d.f(2, 3, 7, 4), d.f(2, 3, 7, 6)], {}),
+            ("causal", [d.f(2, 4, 6, 8), d.f(2, 4, 6, 8), d.f(2, 4, 6, 8)], {"is_causal": True}),
+            ("causal-L<S", [d.f(1, 3, 5), d.f(1, 7, 5), d.f(1, 7, 5)], {"is_causal": True}),
+            ("scale", [d.f(2, 5, 4), d.f(2, 5, 4), d.f(2, 5, 4)], {"scale": 0.3}),
+            ("bool-mask", [d.f(2, 5, 4), d.f(2, 7, 4), d.f(2, 7, 3), bool_mask[0]], {}),
+            ("float-mask", [d.f(2, 2, 5, 4), d.f(2, 2, 7, 4), d.f(2, 2, 7, 4), d.f(5, 7)], {}),
+            ("T-f64", [transposed(d.f(3, 4, dtype=F64)), d.f(6, 4, dtype=F64),
+                       transposed(d.f(6, 2, dtype=F64))], {"scale": 1.0}),
+            ("big-logits", [d.f(1, 4, 8, lo=-30, hi=30), d.f(1, 4, 8, lo=-30, hi=30),
+                            d.f(1, 4, 8)], {})]:
+        yield make("scaled_dot_product_attention", label, ins,
+                   sdpa(attrs.get("is_causal", False), attrs.get("scale")), attrs)
+
+
+# ---- losses -------------------------------------------------------------------------------
+
+
+@generator
+def _losses() -> Iterator[OpCase]:
+    d = Data("mse_loss")
+    for red in ("mean", "sum", "none"):
+        for label, x, t in [("7x13", d.f(7, 13), d.f(7, 13)), ("0d", d.f(), d.f()),
+                            ("T-3d", transposed(d.f(2, 3, 4)), d.f(2, 3, 4)),
+                            ("f64", d.f(5, dtype=F64), d.f(5, dtype=F64))]:
+            yield make("mse_loss", f"{red}-{label}", [x, t], lambda x, t, r=red: F.mse_loss(
+                x, t, reduction=r), {"reduction": red})
+    yield make("mse_loss", "edge", [edge(), np.ones(17, F32)], F.mse_loss, tags={"edge"})
+    d = Data("nll_loss")
+    logp = np.log(torch.softmax(torch.from_numpy(d.f(7, 5)), 1).numpy())
+    tgt = d.i(7, lo=0, hi=5)
+    ignored = tgt.copy()
+    ignored[[1, 4]] = -100
+    custom = tgt.copy()
+    custom[[0, 2]] = 3
+    img = np.log(torch.softmax(torch.from_numpy(d.f(2, 4, 3, 5)), 1).numpy())
+    for red in ("mean", "sum", "none"):
+        for label, lp, t, ign in [("2d", logp, tgt, -100), ("ignore", logp, ignored, -100),
+                                  ("ignore-3", logp, custom, 3), ("1d", logp[0], tgt[0], -100),
+                                  ("4d-T", transposed(img), d.i(2, 3, 5, lo=0, hi=4), -100)]:
+            yield make("nll_loss", f"{red}-{label}", [lp, t], lambda lp, t, r=red, i=ign: F.nll_loss(
+                lp, t, reduction=r, ignore_index=i), {"reduction": red, "ignore_index": ign})
+    all_ignored = np.full(3, -100, I64)
+    yield make("nll_loss", "all-ignored", [logp[:3], all_ignored], F.nll_loss, tags={"edge"})
+
+
+@generator
+def _half() -> Iterator[OpCase]:
+    """float16 through the common ops: torch computes in float32 inside, NumPy mostly too."""
+    d = Data("f16")
+    x, y = d.f(7, 13, dtype=F16), d.f(7, 13, dtype=F16)
+    for op in ("exp", "tanh", "sigmoid", "relu", "neg"):
+        yield make(op, "f16", [x], UNARY_TORCH.get(op, torch.neg))
+    for op in ("add", "mul", "div", "maximum", "lt"):
+        yield make(op, "f16", [x, y], BINARY_TORCH[op])
+    yield make("gelu", "f16", [x], F.gelu)
+    yield make("sum", "f16-long", [d.f(3, 5000, dtype=F16)], lambda x: x.sum(1), {"dims": (1,)})
+    yield make("mean", "f16", [x], lambda x: x.mean(0), {"dims": (0,)})
+    yield make("cumsum", "f16-long", [d.pos(2, 3000, dtype=F16)], lambda x: x.cumsum(1),
+               {"dim": 1})
+    yield make("softmax", "f16", [x], lambda x: x.softmax(1), {"dim": 1})
+    yield make("layer_norm", "f16", [x], lambda x: F.layer_norm(x, (13,)),
+               {"normalized_shape": (13,)})
+    yield make("matmul", "f16", [x, d.f(13, 5, dtype=F16)], torch.matmul)
+    yield make("cast", "f32-to-f16", [d.f(13, lo=-7e4, hi=7e4)], lambda x: x.half(),
+               {"dtype": "f16"}, {"edge"})
+    yield make("cast", "f16-to-f32", [x], lambda x: x.float(), {"dtype": "f32"})
