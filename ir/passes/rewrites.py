@@ -49,6 +49,14 @@ def _linear(m: dict, rw: Rewriter, node: Node) -> Value | None:
     return emit_same(rw, node, "linear", [m["x"], m["w"]])
 
 
+def _linear_nd(m: dict, rw: Rewriter, node: Node) -> Value | None:
+    """reshape(linear(reshape(x, (n, k)), ...), x.shape[:-1] + (out,)) -> linear(x, ...)."""
+    x, lin = m["x"], m["@lin"]
+    if x.type.rank < 2 or rw.producer(lin.inputs[0]).output.type.shape[-1:] != x.type.shape[-1:]:
+        return None
+    return emit_same(rw, node, "linear", [x, *lin.inputs[1:]])
+
+
 def _silu(m: dict, rw: Rewriter, node: Node) -> Value | None:
     return emit_same(rw, node, "silu", [m["x"]])
 
@@ -88,6 +96,10 @@ REWRITES = [
     (P.addmm(B, X, P.permute(W, dims=_is_t), beta=1.0, alpha=1.0), _linear),  # -> linear
     (P.matmul(X, P.permute(W, dims=_is_t)), _linear),           # x @ w.T -> linear(x, w)
     (P.add(P.linear(X, W, single_use=True), B), _linear),       # linear(x, w) + b
+    (P.reshape(P.linear(P.reshape(X, single_use=True), W, bind="lin", single_use=True)),
+     _linear_nd),                                               # linear on flattened rows
+    (P.reshape(P.linear(P.reshape(X, single_use=True), W, B, bind="lin", single_use=True)),
+     _linear_nd),
     (P.mul(X, P.sigmoid(X)), _silu),                            # x * sigmoid(x) -> silu
     (P.batch_norm(Pat(CONV_OPS, X, W, bind="conv", single_use=True), G, BETA, MEAN, VAR),
      _conv_bn),                                                 # bn(conv(x, w)) -> conv
