@@ -16,6 +16,7 @@ from ir.errors import TraceJitError
 # backend does not pay for importing numba.
 BACKENDS: dict[str, str] = {
     "interpret": "codegen.interpret:compile",
+    "numba-cpu": "codegen.numba_cpu:compile",
     "onnxruntime": "codegen.onnx:compile",
 }
 

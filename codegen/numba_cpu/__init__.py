@@ -1,0 +1,30 @@
+"""The numba-cpu backend (the default): one generated, njit-compiled module per graph.
+
+``compile(graph, options) -> NumbaExecutable``; ``exe(arrays, extern=None)`` returns
+``(outputs, writes)`` as ``ir.run`` does, with fresh, writable output arrays.
+
+Hot path for the torch runtime: when ``exe.entry`` is not None (the graph has no extern
+node), call ``exe.entry(*arrays)`` directly with C-contiguous, writable NumPy arrays of
+the declared dtypes in ``graph.inputs`` order; it returns a tuple of ``exe.n_outputs``
+outputs followed by one array per name in ``exe.write_names``, and raises
+``ir.GuardFailed`` when a guard fails. Nothing runs in Python between the call and the
+compiled code. Generated modules live in ``TRACEJIT_CACHE_DIR`` (default
+``~/.cache/tracejit``), see ``cache.py``.
+"""
+
+from __future__ import annotations
+
+from ir.graph import Graph
+from ir.printer import print_graph
+
+from . import cache
+from .emit import generate
+from .runtime import NumbaExecutable
+
+
+def compile(graph: Graph, options: dict | None = None) -> NumbaExecutable:
+    source, plan = generate(graph)
+    key = cache.module_key(print_graph(graph))
+    module = cache.load(key, source)
+    exe = NumbaExecutable(graph, module, plan, source, getattr(module, "__file__", None))
+    return exe

@@ -1,0 +1,451 @@
+"""Generic njit kernels for the heavy ops, compiled once per type signature and cached.
+
+Shapes are arguments, never baked in (Numba specialises on dtype, rank and layout only),
+so one compiled kernel serves every layer of every model; see
+shared/notes/numba-compile-time.md. The emitter reshapes operands to the canonical ranks
+used here: reductions and normalisations see ``(outer, reduced, inner)`` C arrays.
+Accumulation is in float64 (int64 for integers) where order or precision matters.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+jit = njit(cache=True, error_model="numpy")
+
+# ---- reductions over the middle axis of (O, R, I) -------------------------------------
+
+
+@jit
+def reduce_sum(x, acc):
+    """acc[o, i] += sum_r x[o, r, i]; acc is float64 or int64, zero-initialised."""
+    O, R, I = x.shape
+    for o in range(O):
+        for r in range(R):
+            for i in range(I):
+                acc[o, i] += x[o, r, i]
+    return acc
+
+
+@jit
+def reduce_prod(x, acc):
+    O, R, I = x.shape
+    for o in range(O):
+        for r in range(R):
+            for i in range(I):
+                acc[o, i] *= x[o, r, i]
+    return acc
+
+
+@jit
+def reduce_max(x):
+    """Max over r, NaN-propagating as torch.amax."""
+    O, R, I = x.shape
+    out = x[:, 0, :].copy()
+    for o in range(O):
+        for r in range(1, R):
+            for i in range(I):
+                v = x[o, r, i]
+                m = out[o, i]
+                out[o, i] = v if (v > m or v != v) else m
+    return out
+
+
+@jit
+def reduce_min(x):
+    O, R, I = x.shape
+    out = x[:, 0, :].copy()
+    for o in range(O):
+        for r in range(1, R):
+            for i in range(I):
+                v = x[o, r, i]
+                m = out[o, i]
+                out[o, i] = v if (v < m or v != v) else m
+    return out
+
+
+@jit
+def reduce_any(x):
+    O, R, I = x.shape
+    out = np.zeros((O, I), np.bool_)
+    for o in range(O):
+        for r in range(R):
+            for i in range(I):
+                out[o, i] |= x[o, r, i] != 0
+    return out
+
+
+@jit
+def reduce_all(x):
+    O, R, I = x.shape
+    out = np.ones((O, I), np.bool_)
+    for o in range(O):
+        for r in range(R):
+            for i in range(I):
+                out[o, i] &= x[o, r, i] != 0
+    return out
+
+
+@jit
+def reduce_var(x, correction):
+    """Two-pass variance in float64."""
+    O, R, I = x.shape
+    mean = np.zeros((O, I))
+    for o in range(O):
+        for r in range(R):
+            for i in range(I):
+                mean[o, i] += x[o, r, i]
+    mean /= R
+    acc = np.zeros((O, I))
+    for o in range(O):
+        for r in range(R):
+            for i in range(I):
+                d = x[o, r, i] - mean[o, i]
+                acc[o, i] += d * d
+    return acc / max(R - correction, 0)
+
+
+@jit
+def argmax(x):
+    """First index of the maximum along r; a NaN counts as the maximum (torch, NumPy)."""
+    O, R, I = x.shape
+    out = np.zeros((O, I), np.int64)
+    for o in range(O):
+        for i in range(I):
+            best = x[o, 0, i]
+            k = 0
+            if best == best:
+                for r in range(1, R):
+                    v = x[o, r, i]
+                    if v != v:
+                        k = r
+                        break
+                    if v > best:
+                        best = v
+                        k = r
+            out[o, i] = k
+    return out
+
+
+@jit
+def cumsum(x, acc_row):
+    """Running sum along r with a float64/int64 accumulator row of length I."""
+    O, R, I = x.shape
+    out = np.empty(x.shape, x.dtype)
+    for o in range(O):
+        acc_row[:] = 0
+        for r in range(R):
+            for i in range(I):
+                acc_row[i] += x[o, r, i]
+                out[o, r, i] = acc_row[i]
+    return out
+
+
+# ---- normalisations -------------------------------------------------------------------
+
+
+@jit
+def softmax(x, log):
+    """Softmax (or log-softmax) along r of (O, R, I), in float64 per row."""
+    O, R, I = x.shape
+    out = np.empty(x.shape, x.dtype)
+    for o in range(O):
+        for i in range(I):
+            m = -np.inf
+            for r in range(R):
+                v = x[o, r, i]
+                m = v if (v > m or v != v) else m
+            m = m if np.isfinite(m) else 0.0
+            s = 0.0
+            for r in range(R):
+                s += math.exp(x[o, r, i] - m)
+            if log:
+                ls = math.log(s) + m
+                for r in range(R):
+                    out[o, r, i] = x[o, r, i] - ls
+            else:
+                inv = 1.0 / s
+                for r in range(R):
+                    out[o, r, i] = math.exp(x[o, r, i] - m) * inv
+    return out
+
+
+@jit
+def layer_norm(x, weight, bias, eps):
+    """Rows of (N, D); weight/bias of length D, or length 0 when absent."""
+    N, D = x.shape
+    out = np.empty(x.shape, x.dtype)
+    hw, hb = weight.size > 0, bias.size > 0
+    for n in range(N):
+        mean = 0.0
+        for d in range(D):
+            mean += x[n, d]
+        mean /= D
+        var = 0.0
+        for d in range(D):
+            t = x[n, d] - mean
+            var += t * t
+        inv = 1.0 / math.sqrt(var / D + eps)
+        for d in range(D):
+            y = (x[n, d] - mean) * inv
+            if hw:
+                y = y * weight[d]
+            if hb:
+                y = y + bias[d]
+            out[n, d] = y
+    return out
+
+
+@jit
+def batch_norm(x, weight, bias, mean, var, eps):
+    """Inference batch norm of (N, C, S) with per-channel statistics."""
+    N, C, S = x.shape
+    out = np.empty(x.shape, x.dtype)
+    for c in range(C):
+        scale = weight[c] / math.sqrt(var[c] + eps)
+        shift = bias[c] - mean[c] * scale
+        for n in range(N):
+            for s in range(S):
+                out[n, c, s] = x[n, c, s] * scale + shift
+    return out
+
+
+@jit
+def channel_stats(x):
+    """Per-channel mean and biased variance of (N, C, S), float64."""
+    N, C, S = x.shape
+    mean = np.zeros(C)
+    var = np.zeros(C)
+    for c in range(C):
+        for n in range(N):
+            for s in range(S):
+                mean[c] += x[n, c, s]
+        mean[c] /= N * S
+        for n in range(N):
+            for s in range(S):
+                d = x[n, c, s] - mean[c]
+                var[c] += d * d
+        var[c] /= N * S
+    return mean, var
+
+
+# ---- contractions -----------------------------------------------------------------------
+
+
+@jit
+def bmm(a, b):
+    """Batched matrix product of (B, M, K) and (B, K, N) through BLAS."""
+    out = np.empty((a.shape[0], a.shape[1], b.shape[2]), a.dtype)
+    for i in range(a.shape[0]):
+        out[i] = np.dot(a[i], b[i])
+    return out
+
+
+@jit
+def bmm_loop(a, b):
+    """Integer batched matrix product (BLAS has none)."""
+    B, M, K = a.shape
+    N = b.shape[2]
+    out = np.zeros((B, M, N), a.dtype)
+    for i in range(B):
+        for m in range(M):
+            for k in range(K):
+                av = a[i, m, k]
+                for n in range(N):
+                    out[i, m, n] += av * b[i, k, n]
+    return out
+
+
+@jit
+def linear(x, w, b):
+    """x (M, K) @ w.T (N, K) + b (N,), or no bias when b has length 0."""
+    out = np.dot(x, w.T)
+    if b.size > 0:
+        M, N = out.shape
+        for m in range(M):
+            for n in range(N):
+                out[m, n] += b[n]
+    return out
+
+
+@jit
+def conv2d(x, w, b, sh, sw, ph, pw, dh, dw, groups, OH, OW):
+    """Convolution of (N, C, H, W) by (O, C/groups, KH, KW): im2col then one GEMM per group."""
+    N, C, H, W = x.shape
+    O, CG, KH, KW = w.shape
+    OG = O // groups
+    out = np.empty((N, O, OH, OW), x.dtype)
+    cols = np.zeros((CG * KH * KW, OH * OW), x.dtype)
+    for n in range(N):
+        for g in range(groups):
+            for c in range(CG):
+                for kh in range(KH):
+                    for kw in range(KW):
+                        row = (c * KH + kh) * KW + kw
+                        for oh in range(OH):
+                            ih = oh * sh - ph + kh * dh
+                            for ow in range(OW):
+                                iw = ow * sw - pw + kw * dw
+                                inside = 0 <= ih < H and 0 <= iw < W
+                                cols[row, oh * OW + ow] = (x[n, g * CG + c, ih, iw]
+                                                           if inside else 0)
+            wg = w[g * OG:(g + 1) * OG].reshape((OG, CG * KH * KW))
+            res = np.dot(wg, cols)
+            for o in range(OG):
+                bo = b[g * OG + o] if b.size > 0 else 0
+                for p in range(OH * OW):
+                    out[n, g * OG + o, p // OW, p % OW] = res[o, p] + bo
+    return out
+
+
+@jit
+def attention(q, k, v, mask, mode, causal, scale):
+    """softmax(q k^T * scale + mask) v over (B, L, E), (B, S, E), (B, S, Ev).
+
+    mode: 0 no mask, 1 boolean mask (False hides), 2 additive mask; mask is (B, L, S).
+    A fully hidden row gives zeros.
+    """
+    B, L, _ = q.shape
+    S = k.shape[1]
+    out = np.empty((B, L, v.shape[2]), q.dtype)
+    for b in range(B):
+        s = np.dot(q[b], k[b].T).astype(np.float64) * scale
+        for i in range(L):
+            m = -np.inf
+            for j in range(S):
+                hide = (causal and j > i) or (mode == 1 and not mask[b, i, j])
+                t = -np.inf if hide else s[i, j] + (mask[b, i, j] if mode == 2 else 0.0)
+                s[i, j] = t
+                m = max(m, t)
+            tot = 0.0
+            for j in range(S):
+                e = math.exp(s[i, j] - m) if m > -np.inf else 0.0
+                s[i, j] = e
+                tot += e
+            for j in range(S):
+                s[i, j] = s[i, j] / tot if tot > 0 else 0.0
+        out[b] = np.dot(s.astype(q.dtype), v[b])
+    return out
+
+
+# ---- pooling (x is (B, H, W)) -----------------------------------------------------------
+
+
+@jit
+def max_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
+    B, H, W = x.shape
+    out = np.empty((B, OH, OW), x.dtype)
+    for b in range(B):
+        for oh in range(OH):
+            for ow in range(OW):
+                m = x[b, 0, 0]
+                first = True
+                for i in range(kh):
+                    ih = oh * sh - ph + i * dh
+                    for j in range(kw):
+                        iw = ow * sw - pw + j * dw
+                        if 0 <= ih < H and 0 <= iw < W:
+                            v = x[b, ih, iw]
+                            if first or v > m or v != v:
+                                if m == m or first:
+                                    m = v
+                            first = False
+                out[b, oh, ow] = m
+    return out
+
+
+@jit
+def avg_pool2d(x, kh, kw, sh, sw, ph, pw, OH, OW, count_pad, divisor):
+    """torch's avg_pool2d: the divisor counts padding (not the ceil-mode overhang) when
+    count_pad, only real elements otherwise; divisor > 0 overrides both."""
+    B, H, W = x.shape
+    out = np.empty((B, OH, OW), x.dtype)
+    for b in range(B):
+        for oh in range(OH):
+            h0 = oh * sh - ph
+            h1 = min(h0 + kh, H + ph)
+            for ow in range(OW):
+                w0 = ow * sw - pw
+                w1 = min(w0 + kw, W + pw)
+                pool = (h1 - h0) * (w1 - w0)
+                hs, he, ws, we = max(h0, 0), min(h1, H), max(w0, 0), min(w1, W)
+                tot = 0.0
+                for i in range(hs, he):
+                    for j in range(ws, we):
+                        tot += x[b, i, j]
+                d = divisor if divisor > 0 else (pool if count_pad else (he - hs) * (we - ws))
+                out[b, oh, ow] = tot / d
+    return out
+
+
+@jit
+def adaptive_avg_pool2d(x, OH, OW):
+    B, H, W = x.shape
+    out = np.empty((B, OH, OW), x.dtype)
+    for b in range(B):
+        for i in range(OH):
+            h0, h1 = (i * H) // OH, -(-((i + 1) * H) // OH)
+            for j in range(OW):
+                w0, w1 = (j * W) // OW, -(-((j + 1) * W) // OW)
+                tot = 0.0
+                for p in range(h0, h1):
+                    for q in range(w0, w1):
+                        tot += x[b, p, q]
+                out[b, i, j] = tot / ((h1 - h0) * (w1 - w0))
+    return out
+
+
+# ---- indexing -----------------------------------------------------------------------------
+
+
+@jit
+def index_select(x, idx):
+    """x (O, N, I) at positions idx along the middle axis (negative wraps)."""
+    O, N, I = x.shape
+    out = np.empty((O, idx.size, I), x.dtype)
+    for o in range(O):
+        for k in range(idx.size):
+            j = idx[k]
+            j = j + N if j < 0 else j
+            for i in range(I):
+                out[o, k, i] = x[o, j, i]
+    return out
+
+
+@jit
+def tri(x, diagonal, upper):
+    """tril/triu of (B, R, C)."""
+    B, R, C = x.shape
+    out = np.empty(x.shape, x.dtype)
+    for b in range(B):
+        for r in range(R):
+            for c in range(C):
+                keep = (c - r >= diagonal) if upper else (c - r <= diagonal)
+                out[b, r, c] = x[b, r, c] if keep else 0
+    return out
+
+
+@jit
+def nll_loss(logp, target, ignore_index):
+    """Per-sample -logp[n, target[n]] (0 where ignored) of (N, C), and the count kept."""
+    N = logp.shape[0]
+    loss = np.zeros(N, logp.dtype)
+    kept = 0
+    for n in range(N):
+        t = target[n]
+        if t != ignore_index:
+            loss[n] = -logp[n, t]
+            kept += 1
+    return loss, kept
+
+
+@jit
+def sum_all(x):
+    """Sum of every element of a C array, in float64."""
+    acc = 0.0
+    for v in x.ravel():
+        acc += v
+    return acc

@@ -1,0 +1,265 @@
+"""Lowering tables for the numba-cpu backend, keyed by op name.
+
+``SCALAR``: element expressions for ops that run inside explicit loops (every elementwise
+op, alone or in a fused region); the loop casts each result to the node's dtype.
+``ARRAY``: whole-array lowerings (views, data movement, reductions, contractions, ...)
+that write lines into the njit body and return the output operands. ``UNLOWERED`` lists
+ops handled outside these tables, with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+from ir.errors import LoweringError
+from ir.graph import Node, Value
+from ir.opdef import OPS
+from ir.shapes import norm_dim, norm_dims
+from ir.types import DType
+
+from .emit import Body, Operand, ctor, lit
+
+UNLOWERED = {
+    "extern": "the graph is split at extern nodes; the runtime calls the host callback",
+}
+
+
+def _dt(n: Node) -> DType:
+    return n.inputs[0].type.dtype if n.inputs else n.output.type.dtype
+
+
+def _is_f32(n: Node) -> bool:
+    return _dt(n) == DType.f32
+
+
+def _fn(vec32: str, other: str):
+    """A unary float function: the vectorisable float32 version, else a scalar one."""
+    return lambda n, a: f"{vec32 if _is_f32(n) else other}({a[0]})"
+
+
+def _one(n):
+    return lit(1, _dt(n))
+
+
+def _zero(n):
+    return lit(0, _dt(n))
+
+
+def _relu(n, a):
+    if not _dt(n).is_float:
+        return f"max({a[0]}, {_zero(n)})"
+    return f"{a[0]} if ({a[0]} > {_zero(n)} or {a[0]} != {a[0]}) else {_zero(n)}"
+
+
+def _sign(n, a):
+    x, one, zero = a[0], _one(n), _zero(n)
+    if _dt(n) == DType.bool:
+        return x
+    return f"{one} if {x} > {zero} else (-{one} if {x} < {zero} else {zero})"
+
+
+def _gelu(n, a):
+    tanh = n.attrs.get("approximate", "none") == "tanh"
+    name = ("V.gelu_tanh" if tanh else "V.gelu") + ("32" if _is_f32(n) else "64")
+    return f"{name}({a[0]})"
+
+
+def _clamp(n, a):
+    y = a[0]
+    lo, hi = n.attrs.get("min"), n.attrs.get("max")
+    if lo is not None:
+        y = f"({lit(lo, _dt(n))} if {y} < {lit(lo, _dt(n))} else {y})"
+    if hi is not None:
+        y = f"({lit(hi, _dt(n))} if {y} > {lit(hi, _dt(n))} else {y})"
+    return y
+
+
+def _cast(n, a):
+    if DType(n.attrs["dtype"]) == DType.bool:
+        return f"{a[0]} != 0"
+    return a[0]
+
+
+def _exact_or(expr_float: str, expr_int: str):
+    return lambda n, a: (expr_float if _dt(n).is_float else expr_int).format(*a)
+
+
+SCALAR: dict[str, Callable[[Node, list[str]], str]] = {
+    "neg": lambda n, a: f"-{a[0]}",
+    "abs": lambda n, a: f"abs({a[0]})",
+    "exp": _fn("V.exp32", "np.exp"),
+    "log": _fn("V.log32", "np.log"),
+    "log1p": _fn("np.log1p", "np.log1p"),
+    "expm1": _fn("np.expm1", "np.expm1"),
+    "sqrt": _fn("np.sqrt", "np.sqrt"),
+    "rsqrt": lambda n, a: f"{_one(n)} / np.sqrt({a[0]})",
+    "reciprocal": lambda n, a: f"{_one(n)} / {a[0]}",
+    "sin": _fn("np.sin", "np.sin"),
+    "cos": _fn("np.cos", "np.cos"),
+    "tanh": _fn("V.tanh32", "np.tanh"),
+    "sigmoid": _fn("V.sigmoid32", "V.sigmoid64"),
+    "erf": _fn("V.erf32", "math.erf"),
+    "relu": _relu,
+    "silu": _fn("V.silu32", "V.silu64"),
+    "floor": _exact_or("np.floor({0})", "{0}"),
+    "ceil": _exact_or("np.ceil({0})", "{0}"),
+    "round": _exact_or("np.rint({0})", "{0}"),
+    "sign": _sign,
+    "bitwise_not": lambda n, a: f"not {a[0]}" if _dt(n) == DType.bool else f"~{a[0]}",
+    "logical_not": lambda n, a: f"{a[0]} == 0",
+    "isnan": lambda n, a: f"{a[0]} != {a[0]}",
+    "leaky_relu": lambda n, a: (f"{a[0]} if {a[0]} > {_zero(n)} else "
+                                f"{a[0]} * {lit(n.attrs.get('negative_slope', 0.01), _dt(n))}"),
+    "gelu": _gelu,
+    "clamp": _clamp,
+    "cast": _cast,
+    "add": lambda n, a: f"{a[0]} + {a[1]}",
+    "sub": lambda n, a: f"{a[0]} - {a[1]}",
+    "mul": lambda n, a: f"{a[0]} * {a[1]}",
+    "div": lambda n, a: f"{a[0]} / {a[1]}",
+    "pow": lambda n, a: f"{a[0]} ** {a[1]}",
+    "maximum": lambda n, a: f"{a[0]} if ({a[0]} > {a[1]} or {a[0]} != {a[0]}) else {a[1]}",
+    "minimum": lambda n, a: f"{a[0]} if ({a[0]} < {a[1]} or {a[0]} != {a[0]}) else {a[1]}",
+    "remainder": lambda n, a: f"{a[0]} % {a[1]}",
+    "floor_divide": lambda n, a: f"{a[0]} // {a[1]}",
+    "bitwise_and": lambda n, a: f"{a[0]} & {a[1]}",
+    "bitwise_or": lambda n, a: f"{a[0]} | {a[1]}",
+    "bitwise_xor": lambda n, a: f"{a[0]} ^ {a[1]}",
+    "eq": lambda n, a: f"{a[0]} == {a[1]}",
+    "ne": lambda n, a: f"{a[0]} != {a[1]}",
+    "lt": lambda n, a: f"{a[0]} < {a[1]}",
+    "le": lambda n, a: f"{a[0]} <= {a[1]}",
+    "gt": lambda n, a: f"{a[0]} > {a[1]}",
+    "ge": lambda n, a: f"{a[0]} >= {a[1]}",
+    "logical_and": lambda n, a: f"({a[0]} != 0) & ({a[1]} != 0)",
+    "logical_or": lambda n, a: f"({a[0]} != 0) | ({a[1]} != 0)",
+    "logical_xor": lambda n, a: f"({a[0]} != 0) != ({a[1]} != 0)",
+    "where": lambda n, a: f"{a[1]} if {a[0]} else {a[2]}",
+}
+
+
+# ---- loops --------------------------------------------------------------------------------
+
+
+def emit_loop(body: Body, shape, loads: list[Operand], compute, out_types, into=None):
+    """One loop nest over ``shape``; ``compute(scalars)`` returns one expression per output
+    (it may add lines inside the loop). Inputs broadcast by index arithmetic."""
+    outs = []
+    for t in out_types:
+        if into is not None:
+            outs.append(into)
+            continue
+        var = body.tmp("o")
+        body.line(f"{var} = np.empty({body.shape(shape)}, {ctor(t)})")
+        outs.append(var)
+    rank = len(shape)
+    idx = [body.tmp("i") for _ in range(rank)]
+    for k, d in enumerate(shape):
+        body.line(f"for {idx[k]} in range({body.dim(d)}):")
+        body.indent += 1
+    scalars = []
+    for op in loads:
+        if op.scalar is not None:
+            scalars.append(op.scalar)
+            continue
+        s = op.type.shape
+        ix = ["0" if d == 1 else idx[rank - len(s) + j] for j, d in enumerate(s)]
+        name = body.tmp("x")
+        body.line(f"{name} = {op.var}[{', '.join(ix) if ix else '()'}]")
+        scalars.append(name)
+    exprs = compute(scalars)
+    where = ", ".join(idx) if idx else "()"
+    for var, e, t in zip(outs, exprs, out_types):
+        body.line(f"{var}[{where}] = {ctor(t)}({e})")
+    body.indent -= rank
+    return outs
+
+
+def scalar_nodes(body: Body, nodes, binds: dict[Value, str]) -> dict[Value, str]:
+    """Lines computing each node's element inside a loop; returns value -> scalar name."""
+    env = dict(binds)
+    for n in nodes:
+        if n.op == "constant":
+            env[n.output] = lit(n.attrs["value"], n.output.type.dtype)
+            continue
+        expr = SCALAR[n.op](n, [env[v] for v in n.inputs])
+        name = body.tmp("s")
+        body.line(f"{name} = {ctor(n.output.type)}({expr})")
+        env[n.output] = name
+    return env
+
+
+def loopable(nodes) -> bool:
+    return all(n.op in SCALAR or (n.op == "constant" and n.output.type.shape == ())
+               for n in nodes)
+
+
+def lower_elementwise(body: Body, nodes, params, args: list[Operand], results, into=None):
+    shape = results[0].type.shape
+    used = [(p, a) for p, a in zip(params, args)]
+
+    def compute(scalars):
+        env = scalar_nodes(body, nodes, {p: s for (p, _), s in zip(used, scalars)})
+        return [env[r] for r in results]
+    outs = emit_loop(body, shape, [a for _, a in used], compute, [r.type for r in results],
+                     into=into)
+    return [Operand(o, r.type) for o, r in zip(outs, results)]
+
+
+# ---- node dispatch ------------------------------------------------------------------------
+
+
+def lower_node(body: Body, node: Node, env: dict[Value, Operand]) -> None:
+    ins = [env[v] for v in node.inputs]
+    if node.op == "fused":
+        outs = _lower_fused(body, node, ins)
+    elif node.op in SCALAR:
+        outs = lower_elementwise(body, [node], list(node.inputs), ins, list(node.outputs))
+    elif node.op in ARRAY:
+        outs = ARRAY[node.op](body, node, ins)
+    else:
+        raise LoweringError(f"numba-cpu has no lowering for op {node.op!r} "
+                            f"({node.scope or 'graph'}); add one in codegen/numba_cpu/lower.py")
+    for v, o in zip(node.outputs, outs):
+        env[v] = o
+
+
+def _lower_fused(body: Body, node: Node, ins):
+    region = node.region
+    kind = node.attrs.get("kind")
+    results = list(region.results)
+    same = len({r.type.shape for r in results}) == 1
+    body_vals = {o for n in region.nodes for o in n.outputs}
+    if kind == "elementwise" and same and loopable(region.nodes) and \
+            all(r in body_vals for r in results):
+        return lower_elementwise(body, region.nodes, list(region.params), ins, results)
+    if kind == "epilogue" and region.nodes and loopable(region.nodes[1:]) and same \
+            and region.nodes[0].op in ARRAY and len(results) == 1 and results[0] in body_vals:
+        head = region.nodes[0]
+        env = dict(zip(region.params, ins))
+        (t,) = ARRAY[head.op](body, head, [env[v] for v in head.inputs])
+        env[head.output] = t
+        rest = region.nodes[1:]
+        used = [v for v in _free_values(rest) if v in env]
+        into = t.var if (results[0].type == t.type and head.output not in results
+                         and t.alias is None) else None
+        return lower_elementwise(body, rest, used, [env[v] for v in used], results, into=into)
+    env = dict(zip(region.params, ins))
+    for n in region.nodes:
+        lower_node(body, n, env)
+    return [env[r] for r in results]
+
+
+def _free_values(nodes) -> list[Value]:
+    defined, free = set(), []
+    for n in nodes:
+        for v in n.inputs:
+            if v not in defined and v not in free:
+                free.append(v)
+        defined.update(n.outputs)
+    return free
+
+
+from .arrays import ARRAY  # noqa: E402  (ARRAY lowerings use emit_loop from this module)
+

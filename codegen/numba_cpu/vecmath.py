@@ -1,0 +1,220 @@
+"""Vectorisable float32 transcendentals for fused loops.
+
+``np.exp``/``np.tanh``/``math.erf`` inside an njit loop become scalar libm calls that stop
+LLVM from vectorising (the PyPI llvmlite has no SVML; see shared/notes/vector-math.md).
+These versions are branch-free float32 arithmetic: range reduction, a short polynomial and
+scaling by 2^n through an int/float bit cast, with inf/nan/-0.0 handled by selects. They
+are accurate to a few float32 ulp (tests compare them with float64).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from llvmlite import ir as llir
+from numba import njit, types
+from numba.extending import intrinsic
+
+f32 = np.float32
+_opts = dict(cache=True, error_model="numpy", inline="always")
+
+
+@intrinsic
+def bits_to_f32(typingctx, x):
+    """Reinterpret the low 32 bits of an integer as a float32 (LLVM bitcast; vectorises)."""
+    if not isinstance(x, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        v = args[0]
+        if x.bitwidth != 32:
+            v = builder.trunc(v, llir.IntType(32))
+        return builder.bitcast(v, llir.FloatType())
+    return types.float32(x), codegen
+
+
+@intrinsic
+def f32_to_bits(typingctx, x):
+    """Reinterpret a float32's bits as an int32."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llir.IntType(32))
+    return types.int32(types.float32), codegen
+
+
+# exp: cephes expf (Cody-Waite reduction by ln2, degree-6 polynomial)
+_LOG2E, _LN2_HI, _LN2_LO = f32(1.44269504088896341), f32(0.693359375), f32(-2.12194440e-4)
+_EXP_P = (f32(1.9875691500e-4), f32(1.3981999507e-3), f32(8.3334519073e-3),
+          f32(4.1665795894e-2), f32(1.6666665459e-1), f32(5.0000001201e-1))
+_EXP_HI, _EXP_LO = f32(88.72283905206835), f32(-103.972084)
+_INF, _NAN, _ONE, _HALF, _ZERO, _TWO = (f32(np.inf), f32(np.nan), f32(1.0), f32(0.5),
+                                        f32(0.0), f32(2.0))
+
+
+@njit(**_opts)
+def exp32(x):
+    """e^x for float32; overflows to inf, underflows to 0, keeps nan."""
+    xc = min(max(x, _EXP_LO), _EXP_HI)
+    n = np.floor(xc * _LOG2E + _HALF)
+    r = xc - n * _LN2_HI - n * _LN2_LO
+    p = _EXP_P[0]
+    p = p * r + _EXP_P[1]
+    p = p * r + _EXP_P[2]
+    p = p * r + _EXP_P[3]
+    p = p * r + _EXP_P[4]
+    p = p * r + _EXP_P[5]
+    y = p * r * r + r + _ONE
+    ni = np.int32(n)
+    n1 = ni >> np.int32(1)
+    n2 = ni - n1
+    y = y * bits_to_f32((n1 + np.int32(127)) << np.int32(23))
+    y = y * bits_to_f32((n2 + np.int32(127)) << np.int32(23))
+    y = _INF if x > _EXP_HI else y
+    return x if x != x else y
+
+
+# tanh: cephes tanhf polynomial for |x| < 0.625, 1 - 2/(e^{2|x|}+1) elsewhere
+_TANH_P = (f32(-5.70498872745e-3), f32(2.06390887954e-2), f32(-5.37397155531e-2),
+           f32(1.33314422036e-1), f32(-3.33332819422e-1))
+
+
+@njit(**_opts)
+def tanh32(x):
+    ax = abs(x)
+    z = x * x
+    p = _TANH_P[0]
+    p = p * z + _TANH_P[1]
+    p = p * z + _TANH_P[2]
+    p = p * z + _TANH_P[3]
+    p = p * z + _TANH_P[4]
+    small = x if z == _ZERO else p * z * x + x   # keeps -0.0
+    e = exp32(_TWO * ax)
+    big = math.copysign(_ONE - _TWO / (e + _ONE), x)
+    return small if ax < f32(0.625) else big
+
+
+@njit(**_opts)
+def sigmoid32(x):
+    return _ONE / (_ONE + exp32(-x))
+
+
+# log: cephes logf (mantissa in [sqrt(1/2), sqrt(2)), degree-8 polynomial)
+_LOG_P = (f32(7.0376836292e-2), f32(-1.1514610310e-1), f32(1.1676998740e-1),
+          f32(-1.2420140846e-1), f32(1.4249322787e-1), f32(-1.6668057665e-1),
+          f32(2.0000714765e-1), f32(-2.4999993993e-1), f32(3.3333331174e-1))
+_SQRTHF, _MIN_NORMAL, _TWO23 = f32(0.707106781186547524), f32(1.17549435e-38), f32(8388608.0)
+
+
+@njit(**_opts)
+def log32(x):
+    """Natural log for float32: log(0) = -inf, log(<0) = nan, log(inf) = inf."""
+    sub = x < _MIN_NORMAL
+    xs = x * _TWO23 if sub else x
+    i = f32_to_bits(xs)
+    e = ((i >> np.int32(23)) & np.int32(0xFF)) - np.int32(126)
+    e = e - np.int32(23) if sub else e
+    m = bits_to_f32((i & np.int32(0x807FFFFF)) | np.int32(0x3F000000))
+    lo = m < _SQRTHF
+    ef = f32(e - np.int32(1)) if lo else f32(e)
+    m = (m + m - _ONE) if lo else (m - _ONE)
+    z = m * m
+    y = _LOG_P[0]
+    y = y * m + _LOG_P[1]
+    y = y * m + _LOG_P[2]
+    y = y * m + _LOG_P[3]
+    y = y * m + _LOG_P[4]
+    y = y * m + _LOG_P[5]
+    y = y * m + _LOG_P[6]
+    y = y * m + _LOG_P[7]
+    y = y * m + _LOG_P[8]
+    y = y * m * z
+    y = y + ef * _LN2_LO
+    y = y - _HALF * z
+    r = m + y + ef * _LN2_HI
+    r = -_INF if x == _ZERO else r
+    r = _NAN if x < _ZERO else r
+    r = _INF if x == _INF else r
+    return x if x != x else r
+
+
+# erf: x*P(x^2) on |x| < 1; 1 - exp(-x^2)*Q(1/|x|) on 1 <= |x| < 4 (fitted, float64 error
+# below 3e-8 relative); 1 beyond.
+_ERF_P = (f32(7.882503721052247e-05), f32(-0.0008018863010991765), f32(0.00518931367866502),
+          f32(-0.026854330277875024), f32(0.11283597519547203), f32(-0.3761262691219276),
+          f32(1.1283791658851527))
+_ERF_Q = (f32(0.02602572319213818), f32(-0.1535019043616062), f32(0.37459802540129006),
+          f32(-0.4490048281813392), f32(0.16223747973764352), f32(0.2730871096650838),
+          f32(-0.3913706320928957), f32(0.024048670281446718), f32(0.5613180419337189),
+          f32(0.00014589363935181243))
+
+
+@njit(**_opts)
+def erf32(x):
+    ax = abs(x)
+    t = x * x
+    p = _ERF_P[0]
+    p = p * t + _ERF_P[1]
+    p = p * t + _ERF_P[2]
+    p = p * t + _ERF_P[3]
+    p = p * t + _ERF_P[4]
+    p = p * t + _ERF_P[5]
+    p = p * t + _ERF_P[6]
+    small = x * p
+    ac = min(ax, f32(4.0))
+    u = _ONE / max(ac, _ONE)
+    q = _ERF_Q[0]
+    q = q * u + _ERF_Q[1]
+    q = q * u + _ERF_Q[2]
+    q = q * u + _ERF_Q[3]
+    q = q * u + _ERF_Q[4]
+    q = q * u + _ERF_Q[5]
+    q = q * u + _ERF_Q[6]
+    q = q * u + _ERF_Q[7]
+    q = q * u + _ERF_Q[8]
+    q = q * u + _ERF_Q[9]
+    tail = _ONE - exp32(-(ac * ac)) * q
+    big = math.copysign(_ONE if ax >= f32(4.0) else tail, x)
+    r = small if ax < _ONE else big
+    return x if x != x else r
+
+
+_RSQRT2, _SQRT_2_PI, _GELU_C = f32(0.7071067811865476), f32(0.7978845608028654), f32(0.044715)
+
+
+@njit(**_opts)
+def gelu32(x):
+    return _HALF * x * (_ONE + erf32(x * _RSQRT2))
+
+
+@njit(**_opts)
+def gelu_tanh32(x):
+    return _HALF * x * (_ONE + tanh32(_SQRT_2_PI * (x + _GELU_C * x * x * x)))
+
+
+@njit(**_opts)
+def silu32(x):
+    return x / (_ONE + exp32(-x))
+
+
+# float64 (and other) fallbacks: scalar libm, exact enough, not vectorised
+@njit(cache=True, error_model="numpy")
+def sigmoid64(x):
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+@njit(cache=True, error_model="numpy")
+def gelu64(x):
+    return 0.5 * x * (1.0 + math.erf(x * 0.7071067811865476))
+
+
+@njit(cache=True, error_model="numpy")
+def gelu_tanh64(x):
+    return 0.5 * x * (1.0 + math.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+
+
+@njit(cache=True, error_model="numpy")
+def silu64(x):
+    return x / (1.0 + math.exp(-x))
