@@ -10,8 +10,6 @@ from ir.passes import optimize
 from ir.passes.cse import eliminate_common_subexpressions as cse
 from ir.passes.dce import eliminate_dead_code as dce
 from ir.passes.fold import fold_constants as fold
-from ir.passes.rewrites import rewrite_patterns
-from ir.passes.simplify import simplify
 from ir.verify import verify
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from ..graph import Graph, Node, Value
 from ..opdef import OPS, Flag
 from .patterns import const_value
-from .rewriter import Rewriter, rewrite
+from .rewriter import CONST_OPS, Rewriter, rewrite
 
 MAX_CONSTANT = 16
 """Largest result folded to an explicit ``constant``; bigger ones fold only when uniform."""
@@ -36,13 +36,15 @@ def _as_constant(rw: Rewriter, arr: np.ndarray, out: Value) -> Value | None:
 
 
 def _fold(node: Node, rw: Rewriter):
+    producers = [rw.producer(v) for v in node.inputs]
+    if not producers or any(p is None or p.op not in CONST_OPS for p in producers):
+        return None
     op = OPS[node.op]
-    if (not node.inputs or node.region is not None or op.ref is None or op.has_side_effects
-            or op.has(Flag.CREATION)):
+    if node.region is not None or op.ref is None or op.has_side_effects or op.has(Flag.CREATION):
         return None
-    if not all(v.type.is_static for v in node.inputs + node.outputs):
+    if not all(v.type.is_static for v in node.outputs):
         return None
-    args = [const_value(rw.producer(v)) for v in node.inputs]
+    args = [const_value(p) for p in producers]
     if any(a is None for a in args):
         return None
     with np.errstate(all="ignore"):

@@ -153,7 +153,8 @@ class _Fuser:
                     ins.append(clones[v])
                 elif self._is_scalar_const(v) and node.op not in EPILOGUE_ANCHORS:
                     clone = self.nodes[self.index[v]]
-                    clone = clone.replace(outputs=(Value(v.type),))
+                    clone = clone.replace(outputs=(Value(v.type),), scope=node.scope,
+                                          loc=node.loc)
                     body.append(clone)
                     clones[v] = clone.output
                     ins.append(clone.output)

@@ -98,7 +98,7 @@ def match_node(pat: Pat, node: Node | None, rw: Rewriter, m: dict) -> dict | Non
         return None
     if pat.single_use and any(rw.uses(o) > 1 for o in node.outputs):
         return None
-    full = OPS[node.op].full_attrs(node.attrs)
+    full = OPS[node.op].full_attrs(node.attrs) if pat.attrs else {}
     for k, want in pat.attrs.items():
         ok = want(full[k]) if callable(want) else full[k] == want
         if not ok:
