@@ -107,8 +107,7 @@ defop("where", inputs=("cond", "a", "b"), infer=_where_type, flags={EW},
 RED_ATTRS = {"dims": None, "keepdim": False}
 REDUCE = {
     "sum": lambda x, dims, keepdim: np.sum(x, axis=_axes(dims), keepdims=keepdim, dtype=x.dtype),
-    "mean": lambda x, dims, keepdim: np.mean(x, axis=_axes(dims), keepdims=keepdim,
-                                             dtype=np.float64).astype(x.dtype),
+    "mean": lambda x, dims, keepdim: R.mean(x, _axes(dims), keepdim),
     "prod": lambda x, dims, keepdim: np.prod(x, axis=_axes(dims), keepdims=keepdim, dtype=x.dtype),
     "amax": lambda x, dims, keepdim: np.amax(x, axis=_axes(dims), keepdims=keepdim),
     "amin": lambda x, dims, keepdim: np.amin(x, axis=_axes(dims), keepdims=keepdim),

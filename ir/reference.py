@@ -180,6 +180,16 @@ def scaled_dot_product_attention(q, k, v, mask=None, *, is_causal, scale):
     return np.matmul(p, v.astype(np.float64)).astype(q.dtype)
 
 
+def mean(x, axis, keepdims):
+    """torch.mean: an accurate sum rounded to the accumulator (f32 for f16, else the input
+    dtype, so a float32 sum past 3.4e38 is inf as in torch), then divided by the count."""
+    axes = range(x.ndim) if axis is None else np.atleast_1d(axis) % max(x.ndim, 1)
+    count = math.prod(x.shape[a] for a in set(int(a) for a in axes)) if x.ndim else 1
+    acc = np.dtype(np.float32 if x.dtype == np.float16 else x.dtype)
+    total = np.sum(x, axis=axis, keepdims=keepdims, dtype=np.float64).astype(acc)
+    return np.asarray(total / acc.type(count)).astype(x.dtype)
+
+
 def _reduce(loss, reduction):
     if reduction == "mean":
         return np.asarray(loss.mean(), dtype=loss.dtype)

@@ -428,6 +428,12 @@ def _reductions() -> Iterator[OpCase]:
                          ("i32", d.i(4, 3, dtype=I32), None, False)]
         if op == "sum":
             variants.append(("large", d.f(4, 50000), (1,), False))
+        if op in ("sum", "mean"):   # float32 accumulation overflows past 3.4e38, as in torch
+            huge = np.full((3, 64), 1e37, F32)
+            huge[1] *= -1
+            huge[2, ::2] *= -1
+            variants.append(("overflow", huge, (1,), False))
+            variants.append(("f16-overflow", np.full((2, 4), 6e4, F16), (1,), False))
         for label, x, dims, keep in variants:
             kw = {"dtype": TORCH_DTYPE[str(DType.from_numpy(x.dtype))]} if op in KEEP_DTYPE else {}
             yield make(op, label, [x], _reduce_fn(fn, dims, keep, **kw),
@@ -837,6 +843,8 @@ def _attention() -> Iterator[OpCase]:
         return fn
     bool_mask = d.b(1, 5, 7)
     bool_mask[0, 0] = False   # a fully masked row gives zeros (torch's _safe_softmax)
+    neginf_mask = np.where(d.b(3, 5), 0.0, -INF).astype(F32)
+    neginf_mask[1] = -INF
     for label, ins, attrs in [
             ("basic", [d.f(2, 3, 5, 4), d.f(2, 3, 7, 4), d.f(2, 3, 7, 6)], {}),
             ("causal", [d.f(2, 4, 6, 8), d.f(2, 4, 6, 8), d.f(2, 4, 6, 8)], {"is_causal": True}),
@@ -844,6 +852,7 @@ def _attention() -> Iterator[OpCase]:
             ("scale", [d.f(2, 5, 4), d.f(2, 5, 4), d.f(2, 5, 4)], {"scale": 0.3}),
             ("bool-mask", [d.f(2, 5, 4), d.f(2, 7, 4), d.f(2, 7, 3), bool_mask[0]], {}),
             ("float-mask", [d.f(2, 2, 5, 4), d.f(2, 2, 7, 4), d.f(2, 2, 7, 4), d.f(5, 7)], {}),
+            ("neginf-mask", [d.f(3, 4), d.f(5, 4), d.f(5, 2), neginf_mask], {}),
             ("T-f64", [transposed(d.f(3, 4, dtype=F64)), d.f(6, 4, dtype=F64),
                        transposed(d.f(6, 2, dtype=F64))], {"scale": 1.0}),
             ("big-logits", [d.f(1, 4, 8, lo=-30, hi=30), d.f(1, 4, 8, lo=-30, hi=30),
