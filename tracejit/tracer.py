@@ -174,7 +174,9 @@ class Tracer(TorchDispatchMode):
         self.scope = self.scopes.current
         name = func.overloadpacket.__name__
         mutated = _mutated_args(func)
-        rule = rules.RULES.get(func.name().split("::")[1]) or rules.RULES.get(name)
+        # keys are "packet.overload" ("max.default", "add.Tensor") or the packet alone;
+        # func.name() drops ".default", so build the overload key ourselves
+        rule = rules.RULES.get(f"{name}.{func._overloadname}") or rules.RULES.get(name)
         if rule is None and mutated and name.endswith("_"):
             rule = rules.RULES.get(name[:-1])
         if rule is None and func in _DECOMPOSITIONS and not mutated:
