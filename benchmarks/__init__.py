@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of tracejit against eager PyTorch and the alternatives."""

@@ -1,0 +1,177 @@
+"""Benchmark tracejit against eager PyTorch and the alternatives, side by side.
+
+    python benchmarks/run.py                       # the whole zoo, every system
+    python benchmarks/run.py --quick               # a few models, fewer repeats (< 2 min)
+    python benchmarks/run.py --models MLP,LeNet --systems eager,tracejit-numba --batch 1,32
+
+Latency: medians of interleaved round-robin blocks in this process, with p10/p90.
+Compile: cold and warm in fresh processes (benchmarks/probe.py). Memory: peak RSS delta
+in the cold process. Correctness: max abs error vs eager. Writes latest.json, latest.md
+and speedup.png under --out (default benchmarks/results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.progress import Progress  # noqa: E402
+
+from benchmarks import measure, report, systems, zoo  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog="tracejit bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="few models and repeats, no torch.compile cold/warm probes")
+    ap.add_argument("--models", help=f"comma list from: {', '.join(zoo.ZOO)}")
+    ap.add_argument("--systems", help=f"comma list from: {', '.join(systems.SYSTEMS)}")
+    ap.add_argument("--batch", help="comma list of batch sizes (default: each model's pair)")
+    ap.add_argument("--repeats", type=int, help="interleaved rounds per model and batch")
+    ap.add_argument("--no-probes", action="store_true",
+                    help="skip the fresh-process compile and memory measurements")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="folder for the results")
+    args = ap.parse_args(argv)
+    args.models = _pick(args.models, zoo.ZOO, [n for n, e in zoo.ZOO.items()
+                                               if e.quick or not args.quick], ap)
+    args.systems = _pick(args.systems, systems.SYSTEMS, list(systems.SYSTEMS), ap)
+    if "eager" not in args.systems:
+        args.systems.insert(0, "eager")          # speed-ups and errors are against eager
+    try:
+        args.batch = [int(b) for b in args.batch.split(",")] if args.batch else None
+    except ValueError:
+        ap.error(f"--batch wants comma-separated integers, not {args.batch!r}")
+    args.repeats = args.repeats or (5 if args.quick else 15)
+    args.block_s = 0.01 if args.quick else 0.03
+    return args
+
+
+def _pick(text, table, default, ap):
+    if not text:
+        return default
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in table]
+    if bad:
+        ap.error(f"unknown {', '.join(bad)}; choose from {', '.join(table)}")
+    return names
+
+
+def _applicable(model: str, system: str) -> str | None:
+    """Why ``system`` is skipped on ``model``, or None."""
+    if systems.SYSTEMS[system].small_only and not zoo.ZOO[model].small:
+        return "skipped: the NumPy interpreter runs small models only"
+    return None
+
+
+def _probes(args, model, batch, workdir, progress, task) -> list[dict]:
+    """Cold and warm compile plus memory, each in a fresh process."""
+    rows = []
+    for name in args.systems:
+        row = {"model": model, "system": name, "batch": batch}
+        skip = _applicable(model, name)
+        if skip or args.no_probes or (args.quick and name == "inductor"):
+            row["skipped"] = skip or "skipped (--quick or --no-probes)"
+            rows.append(row)
+            continue
+        cache = workdir / model / name
+        cache.mkdir(parents=True, exist_ok=True)
+        progress.update(task, description=f"{model}: {name} cold start")
+        row["cold"] = measure.run_probe(model, name, batch, cache, args.probe_timeout)
+        progress.advance(task)
+        if systems.SYSTEMS[name].disk_cache and "error" not in row["cold"]:
+            progress.update(task, description=f"{model}: {name} warm start")
+            row["warm"] = measure.run_probe(model, name, batch, cache, args.probe_timeout)
+        rows.append(row)
+        progress.advance(task)
+    return rows
+
+
+def _reuse_probe_cache(folder: Path, system: str) -> None:
+    """Point this process at the caches a probe filled (saves a second inductor build).
+
+    NUMBA_CACHE_DIR is read once when numba is imported, so it stays as it is.
+    """
+    if folder.is_dir():
+        for var in systems.SYSTEMS[system].env:
+            if var != "NUMBA_CACHE_DIR":
+                os.environ[var] = str(folder / var.lower())
+
+
+def _latency(args, model_name, batch, progress, task) -> list[dict]:
+    """Build every system, check it against eager, then time all of them interleaved."""
+    model = zoo.build(model_name)
+    x = zoo.make_input(model_name, batch)
+    ref = model(x).double()
+    fns, rows = {}, {}
+    for name in args.systems:
+        row = rows[name] = {"model": model_name, "batch": batch, "system": name}
+        skip = _applicable(model_name, name)
+        if skip:
+            row["skipped"] = skip
+            continue
+        progress.update(task, description=f"{model_name} x{batch}: build {name}")
+        _reuse_probe_cache(args.workdir / model_name / name, name)
+        try:
+            t = time.perf_counter()
+            f = systems.SYSTEMS[name].build(model, x, args.workdir / "inproc" / model_name)
+            f(x)
+            row["first_call_s"] = time.perf_counter() - t
+            for _ in range(3):                   # warm-up
+                out = f(x)
+            row["max_abs_err"] = float((out.double() - ref).abs().max())
+            fns[name] = f
+        except Exception as e:                   # reported in the table, never dropped
+            row["error"] = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+    progress.update(task, description=f"{model_name} x{batch}: timing {len(fns)} systems")
+    samples = measure.interleaved(fns, x, args.repeats, args.block_s)
+    for name, s in samples.items():
+        rows[name]["latency_us"] = measure.summary_us(s)
+    progress.advance(task)
+    eager = rows["eager"].get("latency_us", {}).get("median")
+    for row in rows.values():
+        if eager and "latency_us" in row:
+            row["speedup"] = eager / row["latency_us"]["median"]
+    return list(rows.values())
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    args.probe_timeout = 300 if args.quick else 600
+    console = Console()
+    torch.set_num_threads(2)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="tracejit-bench-") as tmp:
+        args.workdir = Path(tmp)
+        for var in ("TRACEJIT_CACHE_DIR", "NUMBA_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR"):
+            os.environ[var] = str(args.workdir / "inproc" / var.lower())
+        latency, compile_rows = [], []
+        steps = sum(len(args.batch or zoo.ZOO[m].batches) + 2 * len(args.systems)
+                    for m in args.models)
+        with Progress(console=console, transient=True) as progress, torch.no_grad():
+            task = progress.add_task("benchmarks", total=steps)
+            for m in args.models:
+                batches = args.batch or list(zoo.ZOO[m].batches)
+                compile_rows += _probes(args, m, batches[0], args.workdir, progress, task)
+                for b in batches:
+                    latency += _latency(args, m, b, progress, task)
+    wall = time.perf_counter() - start
+    data = report.assemble(args, latency, compile_rows, wall)
+    paths = report.write(data, args.out)
+    report.print_tables(console, data)
+    console.print(f"wrote {', '.join(str(p) for p in paths)} in {wall:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
