@@ -96,6 +96,16 @@ class CompiledModule(nn.Module):
     def __dir__(self):
         return dir(self._orig_mod)
 
+    # special methods bypass __getattr__: forward the container ones (nn.Sequential, ...)
+    def __getitem__(self, index):
+        return self._orig_mod[index]
+
+    def __len__(self):
+        return len(self._orig_mod)
+
+    def __iter__(self):
+        return iter(self._orig_mod)
+
     def __call__(self, *args, **kwargs):
         return self._tj_dispatcher(*args, **kwargs)
 

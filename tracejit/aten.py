@@ -156,9 +156,14 @@ def _to_copy(tr, out, x, *args, **kwargs):
     return tr.operand(x, _dt(out))
 
 
-@rule("clone", "contiguous", "alias", "detach", "lift_fresh", "lift_fresh_copy")
+@rule("clone", "contiguous", "alias", "detach")
 def _identity(tr, out, x, *args, **kwargs):
     return tr.value_of(x)
+
+
+@rule("lift_fresh", "lift_fresh_copy")
+def _lift_fresh(tr, out, x):
+    return tr.literal(x)
 
 
 @rule("copy")

@@ -113,6 +113,9 @@ class Tracer(TorchDispatchMode):
         self.keep[id(t)] = t
 
     def value_of(self, t: torch.Tensor) -> Value:
+        """The value of ``t``; a tensor from outside the trace (a closure, an unregistered
+        attribute) becomes a "const" input read afresh at every call, never a baked
+        constant: it may be a parameter or be updated in place between calls."""
         key = id(t)
         if key in self.stale:
             raise TraceAbort(self.stale[key])
@@ -123,14 +126,21 @@ class Tracer(TorchDispatchMode):
             name, role = self.named_state[key]
             v = self.graph.add_input(name, tensor_type(t), role)
             self.state_inputs[name] = t
-        elif t.numel() <= 16 and t.dtype in _TORCH_TO_IR:
-            v = self.emit("constant", [], value=tuple(t.flatten().tolist()), shape=tuple(t.shape),
-                          dtype=str(ir_dtype(t.dtype)))
         else:
             name = f"_const{self.n_const}"
             self.n_const += 1
             v = self.graph.add_input(name, tensor_type(t), "const")
             self.state_inputs[name] = t
+        self.bind(t, v)
+        return v
+
+    def literal(self, t: torch.Tensor) -> Value:
+        """A tensor literal made by forward itself (``torch.tensor([...])``): small ones are
+        baked as constants, since forward rebuilds them from the same data at every call."""
+        if id(t) in self.env or t.numel() > 16 or t.dtype not in _TORCH_TO_IR:
+            return self.value_of(t)
+        v = self.emit("constant", [], value=tuple(t.flatten().tolist()), shape=tuple(t.shape),
+                      dtype=str(ir_dtype(t.dtype)))
         self.bind(t, v)
         return v
 
