@@ -271,15 +271,15 @@ class _Parser:
                 raise self.error("expected '}' before the end of the text")
             word_m = _IDENT.match(self.text, self.pos)
             word = word_m.group() if word_m else ""
-            after = self.text[word_m.end():].lstrip(" \t")[:1] if word_m else ""
+            after = self.text[word_m.end():].lstrip(" \t\r")[:1] if word_m else ""
             if word == "write" and after == "%" and graph is not None:
                 self.pos = word_m.end()
                 self.write(graph)
-            elif word in ("return", "yield") and (after in ("%", "\n", "#", "}", "")):
+            elif word in ("return", "yield") and after in ("%", "\n", "#", ""):
                 if (word == "return") != (graph is not None):
                     raise self.error(f"'{word}' is not allowed here", start)
                 self.pos = word_m.end()
-                results = [] if after in ("\n", "#", "}", "") else self.comma_list_plain()
+                results = self.comma_list_plain() if after == "%" else []
                 self.end_of_line()
                 self.space(newlines=True)
                 self.expect("}")

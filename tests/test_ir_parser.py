@@ -16,9 +16,7 @@ from hypothesis import strategies as st
 import ir
 from ir.errors import ParseError
 from ir.opdef import OPS
-from ir.types import DType, TensorType, parse_type
-
-F32 = DType.f32
+from ir.types import TensorType, parse_type
 
 
 def t(text: str) -> TensorType:
