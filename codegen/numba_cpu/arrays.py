@@ -159,8 +159,8 @@ def _gather(body, node, ins):
 def _three(body: Body, x: Operand, d: int) -> str:
     """x as (outer, x.shape[d], inner), C-contiguous."""
     s = x.type.shape
-    return _reshape(body, x, ("__O", s[d], "__I")).replace(
-        "__O", body.prod(s[:d])).replace("__I", body.prod(s[d + 1:]))
+    return (f"{body.contig(x)}.reshape(({body.prod(s[:d])}, {body.dim(s[d])}, "
+            f"{body.prod(s[d + 1:])}))")
 
 
 @lowers("index_select")
@@ -183,7 +183,8 @@ def _embedding(body, node, ins):
 def _tri(body, node, ins):
     x = ins[0]
     s = x.type.shape
-    x3 = _reshape(body, x, ("__B",) + tuple(s[-2:])).replace("__B", body.prod(s[:-2]))
+    x3 = (f"{body.contig(x)}.reshape(({body.prod(s[:-2])}, {body.dim(s[-2])}, "
+          f"{body.dim(s[-1])}))")
     upper = node.op == "triu"
     res = f"K.tri({x3}, {node.attrs.get('diagonal', 0)}, {upper})"
     return [_out(body, node, f"{res}.reshape({body.shape(s)})")]
@@ -195,7 +196,8 @@ def _pad(body, node, ins):
     t = node.output.type
     pads = node.attrs["pads"]
     out = body.tmp("o")
-    body.line(f"{out} = np.full({body.shape(t.shape)}, {lit(node.attrs.get('value', 0.0), t.dtype)})")
+    fill = lit(node.attrs.get("value", 0.0), t.dtype)
+    body.line(f"{out} = np.full({body.shape(t.shape)}, {fill})")
     src, dst = [], []
     for d in range(x.type.rank):
         k = x.type.rank - 1 - d
@@ -216,7 +218,8 @@ def _pad(body, node, ins):
 @lowers("full")
 def _full(body, node, ins):
     t = node.output.type
-    return [_out(body, node, f"np.full({body.shape(t.shape)}, {lit(node.attrs['value'], t.dtype)})")]
+    fill = lit(node.attrs["value"], t.dtype)
+    return [_out(body, node, f"np.full({body.shape(t.shape)}, {fill})")]
 
 
 @lowers("arange")
@@ -290,7 +293,8 @@ def _minmax(body, node, ins):
 @lowers("var")
 def _var(body, node, ins):
     t = node.output.type
-    res = f"K.reduce_var({_canon(body, ins[0], _red_dims(node))}, {node.attrs.get('correction', 1)})"
+    x3 = _canon(body, ins[0], _red_dims(node))
+    res = f"K.reduce_var({x3}, {node.attrs.get('correction', 1)})"
     return [_out(body, node, f"{res}.astype({ctor(t)}).reshape({body.shape(t.shape)})")]
 
 
@@ -365,9 +369,10 @@ def _batch_norm_train(body, node, ins):
     body.line(f"{x3} = {_nc_s(body, x)}")
     body.line(f"{mean}, {var} = K.channel_stats({x3})")
     n = f"({x3}.shape[0] * {x3}.shape[2])"
+    eps = float(node.attrs.get("eps", 1e-5))
     out = _out(body, node, f"K.batch_norm({x3}, {_reshape(body, w, (-1,))}, "
                            f"{_reshape(body, b, (-1,))}, {mean}, {var}, "
-                           f"{float(node.attrs.get('eps', 1e-5))!r}).reshape({body.shape(t.shape)})")
+                           f"{eps!r}).reshape({body.shape(t.shape)})")
     rmc = ctor(node.outputs[1].type)
     new_mean = _out(body, node, f"((1.0 - {m!r}) * {body.contig(rm)} + {m!r} * {mean})"
                                 f".astype({rmc})", 1)
@@ -535,8 +540,8 @@ def _reduce_loss(body, node, loss: str, count: str):
 def _mse(body, node, ins):
     x, y = ins
     t = x.type
-    (sq,) = emit_loop(body, t.shape, [x, y], lambda s: [f"({s[0]} - {s[1]}) * ({s[0]} - {s[1]})"],
-                      [t])
+    (sq,) = emit_loop(body, t.shape, [x, y],
+                      lambda s: [f"({s[0]} - {s[1]}) * ({s[0]} - {s[1]})"], [t])
     return _reduce_loss(body, node, sq, f"{sq}.size")
 
 

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import ir
 from ir.errors import LoweringError
-from ir.graph import Graph, Node, Value
-from ir.opdef import OPS
+from ir.graph import Graph, Value
 from ir.types import DType, TensorType
 
 CTOR = {DType.f32: "np.float32", DType.f64: "np.float64", DType.i8: "np.int8",
@@ -67,11 +65,6 @@ class Operand:
     contiguous: bool = True
     alias: str | None = None
     scalar: str | None = None     # a 0-d constant known as a literal
-
-
-@dataclass
-class Segment:
-    nodes: list[Node] = field(default_factory=list)
 
 
 class Body:
@@ -181,17 +174,15 @@ class Emitter:
                 continue
             first = k == 0
             args = [i.value for i in self.graph.inputs] if first else sorted(uses, key=vid)
-            if not first:
-                args = [v for v in args]
-            last = k == len(steps) - 1
-            results = self.graph.result_values() if last else sorted(hands_on, key=vid)
+            single = len(steps) == 1
+            results = self.graph.result_values() if single else sorted(hands_on, key=vid)
             name = f"seg{k}"
-            src.append(self._function(name, step[1], args, results, input_alias, lower_node,
-                                      bind_symbols=first))
+            src.append(self._function(name, step[1], args, results, input_alias, lower_node))
             plan.append(("seg", name, [vid(v) for v in args], [vid(v) for v in results]))
+        plan.append(("results", None, [vid(v) for v in self.graph.result_values()], []))
         return "\n".join(src), plan
 
-    def _function(self, name, nodes, args, results, input_alias, lower_node, bind_symbols):
+    def _function(self, name, nodes, args, results, input_alias, lower_node):
         body = Body(self)
         env: dict[Value, Operand] = {}
         params = []
@@ -199,10 +190,7 @@ class Emitter:
             p = f"a{len(params)}"
             params.append(p)
             env[v] = Operand(p, v.type, True, input_alias.get(v, p))
-        if bind_symbols or not self.symbols:
-            self._bind_symbols(body, env)
-        else:
-            self._bind_symbols(body, env, anywhere=True)
+        self._bind_symbols(body, env)
         for node in nodes:
             lower_node(body, node, env)
         outs, seen = [], set()
@@ -216,7 +204,7 @@ class Emitter:
         head = f"{JIT}\ndef {name}({', '.join(params)}):"
         return "\n" + head + "\n" + "\n".join(body.lines) + "\n"
 
-    def _bind_symbols(self, body: Body, env, anywhere=False):
+    def _bind_symbols(self, body: Body, env):
         bound = set()
         for v, op in env.items():
             for i, d in enumerate(v.type.shape):
@@ -228,5 +216,3 @@ class Emitter:
 def generate(graph: Graph):
     return Emitter(graph).generate()
 
-
-__all__ = ["generate", "Operand", "Body", "lit", "ctor", "OPS", "ir"]

@@ -9,13 +9,10 @@ ops handled outside these tables, with the reason.
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 from ir.errors import LoweringError
 from ir.graph import Node, Value
-from ir.opdef import OPS
-from ir.shapes import norm_dim, norm_dims
 from ir.types import DType
 
 from .emit import Body, Operand, ctor, lit

@@ -29,8 +29,9 @@ class NumbaExecutable:
         self.n_outputs = len(graph.outputs)
         self.write_names = tuple(graph.writes)
         self.dtypes = tuple(i.value.type.dtype.np for i in graph.inputs)
+        *steps, (_, _, self._result_ids, _) = plan
         self._plan = [(s[0], getattr(module, s[1]) if s[0] == "seg" else s[1], s[2], s[3])
-                      for s in plan]
+                      for s in steps]
         self.entry = self._plan[0][1] if len(self._plan) == 1 else None
 
     def _prepare(self, arrays):
@@ -58,7 +59,6 @@ class NumbaExecutable:
 
     def _run_steps(self, args, extern):
         env = dict(enumerate(args))
-        res = ()
         for kind, fn, ins, outs in self._plan:
             vals = [env[i] for i in ins]
             if kind == "seg":
@@ -69,4 +69,9 @@ class NumbaExecutable:
                                         f"{fn.attrs['target']}: pass an extern callback")
                 res = [np.ascontiguousarray(r) for r in extern(fn, vals)]
             env.update(zip(outs, res))
-        return res
+        fresh, seen = [], set()
+        for i in self._result_ids:     # results that are inputs, or repeated, are copied
+            a = env[i]
+            fresh.append(a.copy() if i < len(args) or id(a) in seen else a)
+            seen.add(id(a))
+        return fresh
