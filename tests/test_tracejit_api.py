@@ -156,8 +156,9 @@ def test_call_needing_gradients_runs_eagerly_with_correct_grads(model, x, assert
     reference = copy.deepcopy(model)
     cm = tracejit.compile(model, backend="interpret")
     xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
-    with pytest.warns(tracejit.TraceJitWarning, match="autograd"):
+    with pytest.warns(tracejit.TraceJitWarning, match="autograd") as caught:
         out = cm(xa)
+    assert caught[0].filename == __file__
     expected = reference(xb)
     assert_matches(out, expected)
     out.square().sum().backward()

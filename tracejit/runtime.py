@@ -142,15 +142,17 @@ class Dispatcher:
                                "torch.no_grad() or torch.inference_mode())", args, kwargs)
         key = self._key(leaves, fast, grad)
         tensors = leaves if fast else [t for t in leaves if isinstance(t, torch.Tensor)]
+        failed = None
         for spec in self.specs.get(key, ()):
             if isinstance(spec, EagerSpecialization):
                 spec.calls += 1
                 return self.fn(*args, **kwargs)
             try:
                 return spec.run(tensors)
-            except ir.GuardFailed:
+            except ir.GuardFailed as e:
+                failed = failed or describe_guard(spec, e)
                 continue
-        return self._specialize(key, args, kwargs)
+        return self._specialize(key, args, kwargs, failed)
 
     def _key(self, leaves, fast: bool, grad: bool):
         meta = tuple((t.shape, t.dtype, t.device, t.requires_grad)
@@ -158,26 +160,28 @@ class Dispatcher:
         training = tuple(m.training for m in self.modules)
         return (fast, meta, training, grad)
 
-    def _eager(self, reason: str, args, kwargs):
+    def _eager(self, reason: str, args, kwargs, stacklevel: int = 4):
+        """Run eagerly; the first time for ``reason``, warn at the user's call (the
+        stacklevel counts this frame and tracejit's ones above it)."""
         run = self.eager_runs.get(reason)
         if run is None:
             run = self.eager_runs[reason] = EagerRun(reason)
             warnings.warn(f"tracejit: {self.name} runs eagerly: {reason}", TraceJitWarning,
-                          stacklevel=4)
+                          stacklevel=stacklevel)
         run.count += 1
         return self.fn(*args, **kwargs)
 
     # ---- making specialisations -------------------------------------------------------------
 
-    def _specialize(self, key, args, kwargs):
+    def _specialize(self, key, args, kwargs, failed_guard: str | None = None):
         if self.gave_up is not None:
-            return self._eager(self.gave_up, args, kwargs)
+            return self._eager(self.gave_up, args, kwargs, stacklevel=5)
         n = sum(len(v) for v in self.specs.values())
         if n >= self.limit:
             self.gave_up = (f"gave up after {n} specialisations (limit max_specializations="
                             f"{self.limit}); the guard that kept failing: "
-                            f"{describe_change(self.last_key, key)}")
-            return self._eager(self.gave_up, args, kwargs)
+                            f"{describe_change(self.last_key, key, failed_guard)}")
+            return self._eager(self.gave_up, args, kwargs, stacklevel=5)
         self.last_key = key
         cap = capture(self.fn, args, kwargs, module=self.module, name=self.name,
                       fullgraph=self.fullgraph)
@@ -220,7 +224,19 @@ def optimize(graph: ir.Graph, passes):
     return run_passes(graph, passes=passes)
 
 
-def describe_change(old, new) -> str:
+def describe_guard(spec: Specialization, err: ir.GuardFailed) -> str:
+    """The in-graph guard behind ``err``, by source line, with the values seen."""
+    def same(a, b):
+        return a == b or (a != a and b != b)
+    for node in spec.capture.guards:
+        if same(node.attrs["expected"], err.expected):
+            where = "  ".join(p for p in (node.scope, node.loc) if p) or "unknown location"
+            return (f"the data-dependent guard at {where} (value {err.expected!r} when "
+                    f"traced, now {err.actual!r})")
+    return f"a data-dependent guard inside the graph ({err})"
+
+
+def describe_change(old, new, failed_guard: str | None = None) -> str:
     """Which part of the guard key differs between two calls, in words."""
     if old is None:
         return "first call"
@@ -241,4 +257,4 @@ def describe_change(old, new) -> str:
                         return f"input {i} {name} changed {tuple(x) if name == 'shape' else x}" \
                                f" -> {tuple(y) if name == 'shape' else y}"
             return f"input {i} changed {a[-1]!r} -> {b[-1]!r}"
-    return "a data-dependent guard inside the graph"
+    return failed_guard or "a data-dependent guard inside the graph"
