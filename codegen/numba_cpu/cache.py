@@ -21,7 +21,7 @@ from types import ModuleType
 
 import numba
 
-from ir.opdef import OPS
+from ir.opdef import OPS, REQUIRED
 
 _LOADED: dict[str, ModuleType] = {}
 _HERE = Path(__file__).resolve().parent
@@ -39,8 +39,8 @@ def _fingerprint() -> str:
     h = hashlib.sha256()
     for name in sorted(OPS):
         op = OPS[name]
-        h.update(f"{name}{op.inputs}{sorted(op.attrs.items(), key=str)}{sorted(op.flags)}"
-                 .encode())
+        attrs = sorted((k, "required" if v is REQUIRED else repr(v)) for k, v in op.attrs.items())
+        h.update(f"{name}{op.inputs}{attrs}{sorted(op.flags)}".encode())
     for path in sorted(_HERE.glob("*.py")):
         h.update(path.read_bytes())
     try:
