@@ -31,6 +31,7 @@ from ir.types import TensorType
 
 from . import lower as _lower  # noqa: F401  (registers the rules)
 from . import lower_nn as _lower_nn  # noqa: F401
+from . import lower_views as _lower_views  # noqa: F401
 from .builder import LOWERINGS, ONNX_DTYPE, Builder, where_of
 
 OPSETS = range(17, 22)
