@@ -13,6 +13,7 @@ import numpy as np
 from . import ops as _ops  # noqa: F401  (registers the table)
 from .graph import Graph, Node, Value
 from .opdef import OPS
+from .shapes import eval_dim
 from .types import TensorType
 
 ExternFn = Callable[[Node, Sequence[np.ndarray]], Sequence[np.ndarray]]
@@ -32,17 +33,18 @@ def bind_symbols(graph: Graph, arrays: Sequence[np.ndarray]) -> dict[str, int]:
 
 
 def resolve_attr(v, symbols: dict[str, int]):
-    """Replace symbols inside shape-like tuples by their bound sizes."""
+    """Replace symbols (in shapes, slice bounds, ...) by their bound sizes."""
+    if isinstance(v, str):
+        return eval_dim(v, symbols)
     if isinstance(v, tuple):
-        return tuple(symbols.get(x, x) if isinstance(x, str) else resolve_attr(x, symbols)
-                     for x in v)
+        return tuple(resolve_attr(x, symbols) for x in v)
     return v
 
 
 def check_type(arr: np.ndarray, t: TensorType, symbols: dict[str, int]) -> np.ndarray:
     """Coerce a reference result to its declared dtype; fail loudly on a shape mismatch."""
     arr = np.asarray(arr)
-    want = tuple(symbols.get(d, d) if isinstance(d, str) else d for d in t.shape)
+    want = tuple(eval_dim(d, symbols) for d in t.shape)
     if all(isinstance(d, int) for d in want) and arr.shape != want:
         raise InterpreterError(f"result shape {arr.shape} differs from declared {t}")
     return arr.astype(t.dtype.np, copy=False)

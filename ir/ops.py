@@ -227,7 +227,8 @@ def _slice_type(ts, dim, start, end, step):
     shape = list(ts[0].shape)
     d = norm_dim(dim, len(shape))
     if isinstance(shape[d], str):
-        if start == 0 and step == 1 and (end is None or end >= 2 ** 62):
+        if start == 0 and step == 1 and (end is None or end == shape[d] or
+                                         (isinstance(end, int) and end >= 2 ** 62)):
             return ts[0]
         raise TypeRuleError(f"slice of symbolic dimension {shape[d]} is not supported")
     shape[d] = _slice_len(shape[d], start, end, step)

@@ -95,3 +95,18 @@ def pool_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
     if ceil_mode and (out - 1) * s >= size + p:
         out -= 1
     return out
+
+
+def scaled_dim(symbol: str, k: int) -> str:
+    """The dimension ``k * symbol`` (``"6*B"``): flattening a symbolic batch makes these."""
+    return symbol if k == 1 else f"{k}*{symbol}"
+
+
+def eval_dim(d, symbols: dict[str, int]):
+    """A dimension's size given the bound symbols; unbound symbols stay as they are."""
+    if not isinstance(d, str):
+        return d
+    k, star, sym = d.partition("*")
+    if not star:
+        return symbols.get(d, d)
+    return int(k) * symbols[sym] if sym in symbols and k.isdigit() else d
