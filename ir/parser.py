@@ -271,7 +271,10 @@ class _Parser:
                 raise self.error("expected '}' before the end of the text")
             word_m = _IDENT.match(self.text, self.pos)
             word = word_m.group() if word_m else ""
-            after = self.text[word_m.end():].lstrip(" \t\r")[:1] if word_m else ""
+            after = ""
+            if word_m:
+                after_at = _SPACE.match(self.text, word_m.end()).end()
+                after = self.text[after_at:after_at + 1]
             if word == "write" and after == "%" and graph is not None:
                 self.pos = word_m.end()
                 self.write(graph)

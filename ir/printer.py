@@ -1,6 +1,7 @@
 """The text format: deterministic, readable, and parsed back by ``ir.parser``.
 
-Values are named in print order (``%0, %1, ...``); graph inputs keep their names.
+Values are named in print order (``%0, %1, ...``, skipping numbers that are input names);
+graph inputs keep their names, JSON-quoted when not plain (``%"my layer: w"``).
 Attributes sort by key in brackets after the op; provenance is a trailing comment::
 
     graph Net(%x: f32[1,784], %fc1.weight: f32[256,784] param) {

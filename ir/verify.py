@@ -5,6 +5,8 @@ neighbours as printed text, and ends with a hint.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from .errors import VerifyError
 from .graph import ROLES, Graph, GraphInput, Node, Value
 from .opdef import OPS
@@ -59,15 +61,23 @@ class _Scope:
 class _Verifier:
     def __init__(self, graph: Graph):
         self.graph = graph
-        self.names = name_values(graph)
+        self._names: dict[Value, str] | None = None
         self.home: dict[Value, tuple[_Scope, int]] = {}
         self.top = _Scope(None, graph.nodes, None)
 
     # ---- messages -------------------------------------------------------------------
 
+    @property
+    def names(self) -> dict[Value, str]:
+        """Printed names, computed only when a message needs them."""
+        if self._names is None:
+            self._names = name_values(self.graph)
+        return self._names
+
     def fail(self, what: str, hint: str, scope: _Scope | None = None, index: int = -1,
-             where: str | None = None) -> None:
+             where: str | Callable[[], str] | None = None) -> None:
         lines = [what]
+        where = where() if callable(where) else where
         if where is None and scope is not None and 0 <= index < len(scope.nodes):
             where = "node " + format_node(scope.nodes[index], self.names, column=0)
         if where:
@@ -93,7 +103,8 @@ class _Verifier:
 
     # ---- definitions ----------------------------------------------------------------
 
-    def define(self, v: Value, scope: _Scope, index: int, where: str | None = None) -> None:
+    def define(self, v: Value, scope: _Scope, index: int,
+               where: str | Callable[[], str] | None = None) -> None:
         if v in self.home:
             self.fail(f"{self.name(v)} is defined twice", "twice", scope, index, where)
         self.home[v] = (scope, index)
@@ -107,7 +118,8 @@ class _Verifier:
                 inner = _Scope(node, node.region.nodes, scope)
                 self.scopes[node] = inner
                 for p in node.region.params:
-                    self.define(p, inner, -1, "region parameters of " + self.short(node))
+                    self.define(p, inner, -1, lambda node=node: "region parameters of "
+                                + self.short(node))
                 self.collect(inner)
 
     def use(self, v: Value, scope: _Scope, index: int, where: str | None = None) -> None:
