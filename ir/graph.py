@@ -77,8 +77,11 @@ class Node:
         return out
 
     def attr_key(self) -> tuple:
-        """Hashable form of the attributes, for CSE and pattern matching."""
-        return tuple(sorted(self.attrs.items()))
+        """Hashable form of the attributes, for CSE and pattern matching.
+
+        Floats are keyed by their text so that -0.0 differs from 0.0 and nan equals nan.
+        """
+        return tuple(sorted((k, _key(v)) for k, v in self.attrs.items()))
 
     def __repr__(self) -> str:
         return f"Node({self.op}, {len(self.inputs)} in, {len(self.outputs)} out)"
@@ -141,6 +144,14 @@ class Graph:
     def __str__(self) -> str:
         from .printer import print_graph
         return print_graph(self)
+
+
+def _key(v):
+    if isinstance(v, float):
+        return ("float", repr(v))
+    if isinstance(v, tuple):
+        return tuple(_key(x) for x in v)
+    return v
 
 
 def walk_nodes(nodes) -> Iterator[Node]:

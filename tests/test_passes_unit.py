@@ -241,3 +241,18 @@ def test_manager_none_list_each_and_errors():
         optimize(g, ["nope"])
     with pytest.raises(ValueError, match="unknown pass"):
         optimize(g, "fast")
+
+
+def test_cse_keeps_negative_zero_apart_from_zero():
+    """0.0 == -0.0 in Python, but x / -0.0 is -inf: CSE must not merge the two constants."""
+    g = ir.parse('''graph g(%x: f32[3]) {
+  %0: f32[] = constant[dtype="f32", shape=(), value=0.0]()
+  %1: f32[] = constant[dtype="f32", shape=(), value=-0.5]()
+  %2: f32[] = mul(%0, %1)
+  %3: f32[3] = div(%x, %2)
+  return %3
+}''')
+    x = np.array([1.0, 2.0, 3.0], np.float32)
+    optimised, _ = optimize(g)
+    np.testing.assert_array_equal(ir.run(optimised, [x])[0], ir.run(g, [x])[0])
+    assert np.all(np.isneginf(ir.run(optimised, [x])[0]))
