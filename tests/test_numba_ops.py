@@ -91,7 +91,7 @@ def test_every_op_is_lowered_or_has_a_reason():
     assert not missing, f"ops without a numba-cpu lowering: {sorted(missing)}"
 
 
-@pytest.mark.parametrize("case", _params())
+@pytest.mark.parametrize("case", list(_params()))
 def test_op_case(case, numba_cache):
     if case.id in GAPS:
         check_case(case, lambda graph, arrays: numba_compile(graph, {})(arrays)[0])
