@@ -10,11 +10,12 @@ from ir.errors import TraceJitError
 from .api import (DEFAULT_BACKEND, BackendError, CompiledFunction, CompiledModule, Explanation,
                   Trace, compile, explain, trace)
 from .errors import InputSpecError, ModelLoadError, TraceAbort, UnsupportedOpError
+from .export import ExportError, ExportReport, export_onnx
 from .runtime import TraceJitWarning
 
 __version__ = "0.1.0"
 
 __all__ = ["BackendError", "CompiledFunction", "CompiledModule", "DEFAULT_BACKEND",
-           "Explanation", "InputSpecError", "ModelLoadError", "Trace", "TraceAbort",
-           "TraceJitError", "TraceJitWarning", "UnsupportedOpError", "compile", "explain",
-           "trace", "__version__"]
+           "ExportError", "ExportReport", "Explanation", "InputSpecError", "ModelLoadError",
+           "Trace", "TraceAbort", "TraceJitError", "TraceJitWarning", "UnsupportedOpError",
+           "compile", "explain", "export_onnx", "trace", "__version__"]

@@ -156,6 +156,44 @@ def cmd_dump(args) -> None:
     write_output(text, args.output)
 
 
+def cmd_export(args) -> int:
+    """Trace MODEL (with --weights), write ONNX to -o, and with --verify compare it to eager
+    in onnxruntime at the traced batch and, when dynamic, another one (exit 1 if off)."""
+    from .export import export_onnx, load_weights, verify_onnx
+
+    model = load_model(args.model)
+    if args.weights:
+        load_weights(model, args.weights)
+    inputs = make_inputs(args.input)
+    try:
+        report = export_onnx(model, tuple(inputs), args.output, opset=args.opset,
+                             dynamic_batch=not args.no_dynamic_batch)
+    except TraceJitError:
+        raise
+    except Exception as e:      # the user's model raised: report it in one line
+        raise ModelLoadError(f"running {args.model} on inputs {args.input} raised "
+                             f"{type(e).__name__}: {e}") from e
+    print(report)
+    if not args.verify:
+        return 0
+    batches = [report.traced_batch]
+    if report.dynamic_batch:
+        batches.append(report.traced_batch + 3)
+    cases = [tuple(make_inputs([_with_batch(s, b) for s in args.input], seed=1 + b))
+             for b in batches]
+    ok = True
+    for d in verify_onnx(model, args.output, cases):
+        ok &= d.ok
+        print(f"verify batch {d.batch} {d.output}: max abs diff {d.max_abs:.3g}, max rel diff "
+              f"{d.max_rel:.3g} (to max |eager|) {'ok' if d.ok else 'MISMATCH'}")
+    return 0 if ok else 1
+
+
+def _with_batch(spec: str, batch: int) -> str:
+    shape, dtype = parse_input_spec(spec)
+    return "x".join(map(str, (batch,) + tuple(shape[1:]))) + f":{dtype}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tracejit", description="A tracing JIT compiler for PyTorch models.")
@@ -174,6 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--format", choices=("text", "json", "dot"), default="text")
     d.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     d.set_defaults(run=cmd_dump)
+    e = sub.add_parser("export", help="export a model to ONNX",
+                       description="Trace MODEL and write it as a checked ONNX model.")
+    e.add_argument("model", metavar="MODEL", help="as for dump")
+    e.add_argument("--input", action="append", required=True, metavar="SHAPE[:DTYPE]",
+                   help="one per model input, e.g. 1x3x32x32; dim 0 is the batch")
+    e.add_argument("-o", "--output", required=True, metavar="FILE", help="the .onnx file")
+    e.add_argument("--weights", metavar="FILE",
+                   help="a state_dict saved by torch.save (loaded with weights_only=True)")
+    e.add_argument("--opset", type=int, default=None, metavar="N",
+                   help="ONNX opset, 17..21 (default 20)")
+    e.add_argument("--no-dynamic-batch", action="store_true",
+                   help="export the given batch size only (default: symbolic batch dim)")
+    e.add_argument("--verify", action="store_true",
+                   help="compare onnxruntime with eager on random inputs (two batch sizes)")
+    e.set_defaults(run=cmd_export)
     return p
 
 
@@ -183,13 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for spec in getattr(args, "input", None) or ():
             parse_input_spec(spec)
-        args.run(args)
+        rc = args.run(args)
     except TraceJitError as e:
         print(f"tracejit {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    return 0
+    return rc or 0
 
 
 if __name__ == "__main__":
