@@ -17,6 +17,7 @@ from ir.errors import TraceJitError
 BACKENDS: dict[str, str] = {
     "interpret": "codegen.interpret:compile",
     "numba-cpu": "codegen.numba_cpu:compile",
+    "numba-cuda": "codegen.numba_cuda:compile",
     "onnxruntime": "codegen.onnx:compile",
 }
 
