@@ -56,7 +56,8 @@ def assemble(args, latency, compile_rows, wall_s) -> dict:
     for name in args.systems:
         for idx, label in ((0, "small"), (1, "large")):
             sp = [r.get("speedup") for r in latency if r["system"] == name
-                  and r["batch"] == _batches(args, r["model"])[min(idx, 99)]]
+                  and len(_batches(args, r["model"])) > idx
+                  and r["batch"] == _batches(args, r["model"])[idx]]
             geo.setdefault(name, {})[label] = _geomean(sp)
     return {"date": datetime.datetime.now().isoformat(timespec="seconds"),
             "machine": machine(), "method": METHOD, "wall_s": wall_s,
@@ -68,21 +69,26 @@ def assemble(args, latency, compile_rows, wall_s) -> dict:
 
 def _batches(args, model):
     from . import zoo
-    b = args.batch or list(zoo.ZOO[model].batches)
-    return b + b[-1:]
+    return args.batch or list(zoo.ZOO[model].batches)
 
 
 def _err(row) -> str | None:
     return row.get("error") or row.get("skipped")
 
 
+def _t(us: float) -> str:
+    return f"{us:.0f} µs" if us < 1000 else f"{us / 1000:.1f} ms"
+
+
 def latency_cell(row, rich=False) -> str:
+    """'median (p10–p90) speed-up'; rich: 'median speed-up' (spread is in the Markdown)."""
     if _err(row):
         return ("[red]error[/]" if rich else "error") if row.get("error") else "—"
     lat, sp = row["latency_us"], row.get("speedup")
-    err = row.get("max_abs_err", 0.0)
-    flag = " ⚠" if err > 1e-3 else ""
-    return f"{lat['median']:.0f} µs ({lat['p10']:.0f}–{lat['p90']:.0f}) {sp:.2f}x{flag}"
+    flag = " ⚠" if row.get("max_abs_err", 0.0) > 1e-3 else ""
+    if rich:
+        return f"{_t(lat['median'])}\n{sp:.2f}x{flag}"
+    return f"{_t(lat['median'])} ({_t(lat['p10'])}–{_t(lat['p90'])}) {sp:.2f}x{flag}"
 
 
 def compile_cell(row) -> str:
@@ -167,8 +173,7 @@ def print_tables(console, data) -> None:
         table.add_column(s, justify="right")
     for model, batch in keys:
         table.add_row(model, str(batch), *(latency_cell(
-            cells.get((model, batch, s), {"skipped": "-"}), rich=True).replace(") ", ")\n")
-            for s in systems_))
+            cells.get((model, batch, s), {"skipped": "-"}), rich=True) for s in systems_))
     console.print(table)
     comp = Table(title="compile cold / warm (new process), peak RSS delta")
     comp.add_column("model")

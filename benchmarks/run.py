@@ -39,12 +39,13 @@ def parse_args(argv):
     ap.add_argument("--systems", help=f"comma list from: {', '.join(systems.SYSTEMS)}")
     ap.add_argument("--batch", help="comma list of batch sizes (default: each model's pair)")
     ap.add_argument("--repeats", type=int, help="interleaved rounds per model and batch")
-    ap.add_argument("--no-probes", action="store_true",
-                    help="skip the fresh-process compile and memory measurements")
+    ap.add_argument("--probes", help="systems whose cold/warm compile and memory are "
+                    "measured in fresh processes: comma list or 'none' (default: all; "
+                    "--quick: tracejit-numba,tracejit-onnx)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="folder for the results")
     args = ap.parse_args(argv)
     args.models = _pick(args.models, zoo.ZOO, [n for n, e in zoo.ZOO.items()
-                                               if e.quick or not args.quick], ap)
+                                                                          if e.quick or not args.quick], ap)
     args.systems = _pick(args.systems, systems.SYSTEMS, list(systems.SYSTEMS), ap)
     if "eager" not in args.systems:
         args.systems.insert(0, "eager")          # speed-ups and errors are against eager
@@ -52,6 +53,10 @@ def parse_args(argv):
         args.batch = [int(b) for b in args.batch.split(",")] if args.batch else None
     except ValueError:
         ap.error(f"--batch wants comma-separated integers, not {args.batch!r}")
+    quick_probes = "tracejit-numba,tracejit-onnx"
+    args.probes = [] if args.probes == "none" else _pick(
+        args.probes or (quick_probes if args.quick else None), systems.SYSTEMS,
+        list(systems.SYSTEMS), ap)
     args.repeats = args.repeats or (5 if args.quick else 15)
     args.block_s = 0.01 if args.quick else 0.03
     return args
@@ -80,8 +85,8 @@ def _probes(args, model, batch, workdir, progress, task) -> list[dict]:
     for name in args.systems:
         row = {"model": model, "system": name, "batch": batch}
         skip = _applicable(model, name)
-        if skip or args.no_probes or (args.quick and name == "inductor"):
-            row["skipped"] = skip or "skipped (--quick or --no-probes)"
+        if skip or name not in args.probes:
+            row["skipped"] = skip or "not probed (--probes / --quick)"
             rows.append(row)
             continue
         cache = workdir / model / name
@@ -148,7 +153,7 @@ def _latency(args, model_name, batch, progress, task) -> list[dict]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     args.probe_timeout = 300 if args.quick else 600
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 150)
     torch.set_num_threads(2)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tracejit-bench-") as tmp:

@@ -53,6 +53,7 @@ def _export(model, x, path: Path) -> None:
 
 def _ort_export(model, x, workdir):
     import onnxruntime as ort
+    Path(workdir).mkdir(parents=True, exist_ok=True)
     path = Path(workdir) / "torch_export.onnx"
     _export(model, x, path)
     opts = ort.SessionOptions()

@@ -72,8 +72,7 @@ class Entry:
 ZOO: dict[str, Entry] = {e.name: e for e in [
     Entry("MLP", lambda: models.SimpleNN(784, 256, 10), _randn(784), (1, 64),
           small=True, quick=True),
-    Entry("SimpleNN", lambda: models.SimpleNN(3, 10, 1), _randn(3), (2, 256),
-          small=True, quick=True),
+    Entry("SimpleNN", lambda: models.SimpleNN(3, 10, 1), _randn(3), (2, 256), small=True),
     Entry("LeNet", models.LeNet, _randn(1, 28, 28), (1, 32), small=True),
     Entry("ResNet", SmallResNet, _randn(3, 32, 32), (1, 16)),
     Entry("Transformer", lambda: nn.TransformerEncoderLayer(64, 4, 128, batch_first=True),
