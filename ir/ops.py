@@ -245,7 +245,14 @@ defop("select", attrs={"dim": REQUIRED, "index": REQUIRED}, flags={VIEW},
 
 
 def _squeeze_dims(shape, dims):
-    return {d for d in norm_dims(dims, len(shape)) if shape[d] == 1}
+    """Listed dims must have size 1 (the tracer lists only those); None: all size-1 dims."""
+    if dims is None:
+        return {d for d, s in enumerate(shape) if s == 1}
+    dims = set(norm_dims(dims, len(shape)))
+    bad = [d for d in dims if shape[d] != 1]
+    if bad:
+        raise TypeRuleError(f"squeeze of dims {sorted(bad)} of shape {tuple(shape)}: not size 1")
+    return dims
 
 
 defop("squeeze", attrs={"dims": None}, flags={VIEW},

@@ -268,8 +268,8 @@ def _unsqueeze(tr, out, x, dim):
 
 @rule("squeeze.default", "squeeze.dim", "squeeze.dims")
 def _squeeze(tr, out, x, dim=None):
-    dims = _dims(dim, x.dim())
-    return tr.emit("squeeze", [tr.value_of(x)], dims=dims)
+    dims = tuple(d for d in (_dims(dim, x.dim()) or range(x.dim())) if x.shape[d] == 1)
+    return tr.emit("squeeze", [tr.value_of(x)], dims=dims) if dims else tr.value_of(x)
 
 
 @rule("select.int")
