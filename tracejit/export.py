@@ -25,6 +25,8 @@ from torch.utils._pytree import tree_flatten
 
 import codegen.onnx as connx
 import ir
+from codegen.onnx.builder import where_of
+from ir.errors import LoweringError
 from ir.passes import optimize
 from ir.symbolic import generalize
 
@@ -34,6 +36,7 @@ from .errors import TraceJitError
 TRACE_BATCHES = (2, 3)      # never 1: a size-1 dimension broadcasts and would specialise
 BATCH_SYMBOL = "B"
 BATCH_NAME = "batch"        # the ONNX dim_param users see
+TRAIN_SENSITIVE = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
 
 
 class ExportError(TraceJitError, ValueError):
@@ -84,7 +87,7 @@ def export_onnx(model, example_args, path, *, dynamic_batch: bool = True, opset=
     if isinstance(model, nn.Module) and hasattr(model, "_orig_mod"):
         model = model._orig_mod         # a CompiledModule: export the module it wraps
     notes = []
-    if isinstance(model, nn.Module) and model.training:
+    if _trains_differently(model):
         notes.append("the model is in training mode, so the export follows training "
                      "behaviour (dropout, batch statistics); call model.eval() first to "
                      "export inference behaviour")
@@ -95,6 +98,7 @@ def export_onnx(model, example_args, path, *, dynamic_batch: bool = True, opset=
         else:
             batch = args[0].shape[0] if args and args[0].dim() else None
             tr = trace(model, *args)
+            _check_externs(tr)
             graph, state = tr.graph, tr.capture.state
     graph, _ = optimize(graph)
     weights = {name: t.detach().cpu().numpy() for name, t in state.items()}
@@ -113,6 +117,21 @@ def export_onnx(model, example_args, path, *, dynamic_batch: bool = True, opset=
         size_bytes=sum(os.path.getsize(f) for f in files), nodes=len(lowered.model.graph.node),
         seconds=time.perf_counter() - start, dynamic_batch=dynamic_batch, traced_batch=batch,
         files=files, warnings=notes + list(lowered.warnings))
+
+
+def _trains_differently(model) -> bool:
+    """In training mode with a module that behaves differently there (dropout, batch norm)."""
+    return isinstance(model, nn.Module) and model.training and any(
+        m.training and isinstance(m, TRAIN_SENSITIVE) for m in model.modules())
+
+
+def _check_externs(traced) -> None:
+    """An op left to torch has no ONNX form: name it, its module scope and the user's line."""
+    for node in traced.capture.externs:
+        raise LoweringError(
+            f"op {node.attrs.get('target', 'extern')} at {where_of(node)} has no tracejit "
+            "lowering and would run in torch, so it cannot be exported to ONNX; rewrite that "
+            "line with supported ops, or add a rule for it to tracejit/aten.py")
 
 
 def _check_path(path) -> str:
@@ -157,6 +176,7 @@ def with_batch(t: torch.Tensor, n: int) -> torch.Tensor:
 
 def _dynamic_graph(model, args: tuple) -> tuple[ir.Graph, dict]:
     traces = [trace(model, *(with_batch(a, n) for a in args)) for n in TRACE_BATCHES]
+    _check_externs(traces[0])
     graph = generalize(traces[0].graph, traces[1].graph, TRACE_BATCHES, symbol=BATCH_SYMBOL)
     name = type(model).__name__ if isinstance(model, nn.Module) else \
         getattr(model, "__name__", "the function")
