@@ -139,3 +139,4 @@ def llama(transformers):
 
 HF_MODELS = {"GPT2LMHeadModel": gpt2, "BertModel": bert, "LlamaModel": llama}
 HF_EXTERNS: dict[str, set] = {name: set() for name in HF_MODELS}
+HF_EXTERNS["GPT2LMHeadModel-masked"] = {"aten::index.Tensor"}   # masking_utils: mask[b, q]

@@ -150,6 +150,17 @@ def test_optimizer_step_is_seen_without_retrace(model, x, assert_matches):
     assert n_specs(cm) == 1 and compiled_calls(cm) == 2
 
 
+def test_replaced_submodule_is_seen(model, x, assert_matches):
+    cm = tracejit.compile(model, backend="interpret")
+    with torch.no_grad():
+        cm(x)
+        cm(x)
+        model[2] = nn.Sequential(nn.Linear(16, 16), nn.Tanh())   # a new module object
+        assert_matches(cm(x), model(x))
+        assert_matches(cm(x), model(x))
+    assert compiled_calls(cm) == 1
+
+
 # ---- autograd ---------------------------------------------------------------------------------
 
 def test_call_needing_gradients_runs_eagerly_with_correct_grads(model, x, assert_matches):

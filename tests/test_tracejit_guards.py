@@ -74,6 +74,18 @@ def test_python_scalar_argument_is_guarded(assert_matches):
     assert len(specs(f)) == 3
 
 
+def test_same_tensor_twice_is_guarded(assert_matches):
+    @tracejit.compile(backend="interpret")
+    def f(x, y):
+        return x * 2 - y
+
+    x, y = torch.randn(4), torch.randn(4)
+    with torch.no_grad():
+        for a, b in ((x, x), (x, y), (y, y), (x, y)):
+            assert_matches(f(a, b), a * 2 - b)
+    assert len(specs(f)) == 2 and calls(f) == [1, 1]
+
+
 def test_grad_mode_is_guarded(assert_matches):
     @tracejit.compile(backend="interpret")
     def f(x):

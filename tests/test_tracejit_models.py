@@ -122,6 +122,25 @@ def test_hugging_face_model_matches_eager(name, transformers, assert_matches):
     assert extern_targets(spec) == HF_EXTERNS[name]
 
 
+def test_gpt2_with_mask_and_labels_as_keywords(transformers, assert_matches):
+    """Keyword inputs, a padding mask, the loss, and one tensor passed twice."""
+    torch.manual_seed(0)
+    model = HF_MODELS["GPT2LMHeadModel"](transformers).eval()
+    ids = torch.randint(0, VOCAB, TOKENS)
+    mask = torch.ones(TOKENS, dtype=torch.int64)
+    mask[1, -3:] = 0
+    kwargs = dict(input_ids=ids, attention_mask=mask, labels=ids)
+    compiled = tracejit.compile(model, backend="interpret")
+    with torch.no_grad():
+        expected = model(**kwargs)
+        for _ in range(2):
+            assert_matches(compiled(**kwargs), expected)
+    spec = only_spec(compiled)
+    assert spec.calls == 1
+    check_graphs(spec)
+    assert extern_targets(spec) == HF_EXTERNS["GPT2LMHeadModel-masked"]
+
+
 # ---- plain functions ------------------------------------------------------------------------
 
 @tracejit.compile(backend="interpret")

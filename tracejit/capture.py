@@ -107,8 +107,9 @@ def capture(fn: Callable, args: tuple, kwargs: dict, *, module: nn.Module | None
     if len(names) != len(tensors):
         names = [f"arg{i}" for i in range(len(tensors))]
     for t, n in zip(tensors, names):
+        v = graph.add_input(n, tensor_type(t), "input")   # one per tensor leaf, even repeats
         if id(t) not in tracer.env:
-            tracer.bind(t, graph.add_input(n, tensor_type(t), "input"))
+            tracer.bind(t, v)
     with fast_paths_off(), scopes.active(), tracer:
         result = fn(*args, **kwargs)
     out_flat, out_spec = tree_flatten(result)

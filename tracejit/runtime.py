@@ -124,14 +124,27 @@ class Dispatcher:
     def __post_init__(self):
         self.limit = int(self.options.get("max_specializations", 8))
         self.passes = self.options.get("passes", "default")
-        self.modules = list(self.module.modules()) if self.module is not None else []
-        self.params = list(self.module.parameters()) if self.module is not None else []
+        self._bind_modules()
         self.name = type(self.module).__name__ if self.module is not None else \
             getattr(self.fn, "__name__", "fn")
+
+    def _bind_modules(self) -> None:
+        """Remember the module tree: graphs read parameters through the modules in it."""
+        root = self.module
+        self.modules = list(root.modules()) if root is not None else []
+        self.params = list(root.parameters()) if root is not None else []
+        self.children = [(m._modules, name, child) for m in self.modules
+                         for name, child in m._modules.items()]
+
+    def _tree_changed(self) -> bool:
+        return any(table.get(name) is not child for table, name, child in self.children)
 
     # ---- the call path ------------------------------------------------------------------
 
     def __call__(self, *args, **kwargs):
+        if self.children and self._tree_changed():
+            self._bind_modules()        # a submodule was replaced: the graphs read the old one
+            self.specs.clear()
         fast = not kwargs and all(type(a) is torch.Tensor for a in args)
         leaves = args if fast else tree_flatten((args, kwargs))[0]
         grad = torch.is_grad_enabled()
@@ -140,8 +153,8 @@ class Dispatcher:
             return self._eager("autograd: the call needs gradients, and compiled backward is "
                                "not supported yet; it runs eagerly (wrap inference in "
                                "torch.no_grad() or torch.inference_mode())", args, kwargs)
-        key = self._key(leaves, fast, grad)
         tensors = leaves if fast else [t for t in leaves if isinstance(t, torch.Tensor)]
+        key = self._key(leaves, tensors, fast, grad)
         failed = None
         for spec in self.specs.get(key, ()):
             if isinstance(spec, EagerSpecialization):
@@ -154,11 +167,11 @@ class Dispatcher:
                 continue
         return self._specialize(key, args, kwargs, failed)
 
-    def _key(self, leaves, fast: bool, grad: bool):
+    def _key(self, leaves, tensors, fast: bool, grad: bool):
         meta = tuple((t.shape, t.dtype, t.device, t.requires_grad)
                      if isinstance(t, torch.Tensor) else (type(t), t) for t in leaves)
         training = tuple(m.training for m in self.modules)
-        return (fast, meta, training, grad)
+        return (fast, meta, training, grad, _aliasing(tensors))
 
     def _eager(self, reason: str, args, kwargs, stacklevel: int = 4):
         """Run eagerly; the first time for ``reason``, warn at the user's call (the
@@ -224,6 +237,17 @@ def optimize(graph: ir.Graph, passes):
     return run_passes(graph, passes=passes)
 
 
+def _aliasing(tensors) -> tuple | None:
+    """None when all input tensors are distinct objects, else each one's first position:
+    a graph traced with one tensor passed twice reads it once."""
+    if len(tensors) < 2:
+        return None
+    ids = [id(t) for t in tensors]
+    if len(set(ids)) == len(ids):
+        return None
+    return tuple(ids.index(i) for i in ids)
+
+
 def describe_guard(spec: Specialization, err: ir.GuardFailed) -> str:
     """The in-graph guard behind ``err``, by source line, with the values seen."""
     def same(a, b):
@@ -240,8 +264,10 @@ def describe_change(old, new, failed_guard: str | None = None) -> str:
     """Which part of the guard key differs between two calls, in words."""
     if old is None:
         return "first call"
-    _, old_meta, old_train, old_grad = old
-    _, new_meta, new_train, new_grad = new
+    _, old_meta, old_train, old_grad, old_alias = old
+    _, new_meta, new_train, new_grad, new_alias = new
+    if old_alias != new_alias:
+        return f"which inputs are the same tensor changed {old_alias} -> {new_alias}"
     if old_grad != new_grad:
         return f"grad mode changed {old_grad} -> {new_grad}"
     if old_train != new_train:
