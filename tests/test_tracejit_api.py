@@ -227,7 +227,7 @@ def test_op_without_rule_becomes_an_extern(assert_matches):
     (spec,) = compiled._tj_dispatcher.all_specializations()
     assert spec.calls == 1
     assert [n.attrs["target"] for n in spec.capture.externs] == ["aten::upsample_bicubic2d"]
-    assert f"extern aten::upsample_bicubic2d (runs in torch) at " in str(compiled.explain())
+    assert "extern aten::upsample_bicubic2d (runs in torch) at " in str(compiled.explain())
 
 
 def test_extern_inside_a_module_keeps_params_live(assert_matches):
