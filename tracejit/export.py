@@ -16,6 +16,7 @@ import os
 import pickle
 import time
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -217,6 +218,9 @@ def load_weights(model: nn.Module, path) -> None:
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as e:
+        if not zipfile.is_zipfile(path):      # torch.save writes zip archives
+            raise ExportError(f"cannot load weights {path}: not a state_dict written by "
+                              "torch.save") from e
         raise ExportError(f"cannot load weights {path}: it holds Python objects besides "
                           "tensors (a pickled model?), which weights_only=True refuses to "
                           "unpickle; save model.state_dict() instead") from e
