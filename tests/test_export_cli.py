@@ -40,6 +40,10 @@ class Upsample(nn.Module):
     def forward(self, x):
         return F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
 
+class Guarded(nn.Module):
+    def forward(self, x):
+        return x * 2 if bool(x.sum() > -1e9) else x
+
 class Raises(nn.Module):
     def forward(self, x):
         raise RuntimeError("boom in forward")
@@ -102,6 +106,15 @@ def test_static_export_with_opset(files, tmp_path, capsys):
     assert "opset 18" in stdout and "x: float[3,2]" in stdout
     assert stdout.count("verify batch") == 1
     assert onnx.load(str(out)).opset_import[0].version == 18
+
+
+def test_dropped_guard_is_listed_in_the_report_not_warned(files, tmp_path, capsys):
+    d, _ = files
+    rc = cli.main(["export", f"{d}/models.py:Guarded", "--input", "2x3", "-o",
+                   str(tmp_path / "g.onnx")])
+    out, err = capsys.readouterr()
+    assert rc == 0 and err == ""
+    assert "warning: guard at" in out and "traced value True" in out
 
 
 # name -> (arguments after `export`, words the one stderr line must contain)

@@ -31,7 +31,7 @@ from ir.errors import LoweringError
 from ir.passes import optimize
 from ir.symbolic import generalize
 
-from .api import trace
+from .api import CompiledModule, trace
 from .errors import TraceJitError
 
 TRACE_BATCHES = (2, 3)      # never 1: a size-1 dimension broadcasts and would specialise
@@ -85,8 +85,8 @@ def export_onnx(model, example_args, path, *, dynamic_batch: bool = True, opset=
     connx.export.check_opset(opset)
     path = _check_path(path)
     args = _as_args(example_args)
-    if isinstance(model, nn.Module) and hasattr(model, "_orig_mod"):
-        model = model._orig_mod         # a CompiledModule: export the module it wraps
+    if isinstance(model, CompiledModule):
+        model = model._orig_mod
     notes = []
     if _trains_differently(model):
         notes.append("the model is in training mode, so the export follows training "
@@ -106,7 +106,7 @@ def export_onnx(model, example_args, path, *, dynamic_batch: bool = True, opset=
     lowered = connx.lower_graph(graph, opset=opset, weights=weights, input_names=input_names,
                                 output_names=output_names,
                                 dynamic_dims={BATCH_SYMBOL: BATCH_NAME})
-    for w in lowered.warnings:
+    for w in notes + lowered.warnings:
         warnings.warn(w, connx.ExportWarning, stacklevel=2)
     try:
         files = connx.save(lowered.model, path)
