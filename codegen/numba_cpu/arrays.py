@@ -276,8 +276,8 @@ def _sum(body, node, ins):
     init = "np.ones" if node.op == "prod" else "np.zeros"
     kern = "K.reduce_prod" if node.op == "prod" else "K.reduce_sum"
     res = f"{kern}({x3}, {init}(({x3}.shape[0], {x3}.shape[2]), {_acc(x.type.dtype)}))"
-    if node.op == "mean":
-        res = f"({res} / {x3}.shape[1])"
+    if node.op == "mean":        # torch sums in the dtype (float32 overflows), then divides
+        res = f"({res}.astype({ctor(t)}) / {x3}.shape[1])"
     return [_out(body, node, f"{res}.astype({ctor(t)}).reshape({body.shape(t.shape)})")]
 
 
@@ -549,7 +549,12 @@ def _mse(body, node, ins):
 def _nll(body, node, ins):
     logp, target = ins
     s = logp.type.shape
-    lp = _reshape(body, logp, (1, s[0]) if len(s) == 1 else (s[0], s[1]))
+    if len(s) > 2:               # (N, C, d...) -> rows of classes, as the targets (N, d...)
+        perm = (0,) + tuple(range(2, len(s))) + (1,)
+        lp = (f"np.ascontiguousarray(np.transpose({body.materialise(logp)}, {perm}))"
+              f".reshape((-1, {body.dim(s[1])}))")
+    else:
+        lp = _reshape(body, logp, (1, s[0]) if len(s) == 1 else (s[0], s[1]))
     tg = _reshape(body, target, (-1,))
     loss, kept = body.tmp("loss"), body.tmp("kept")
     body.line(f"{loss}, {kept} = K.nll_loss({lp}, {tg}, {node.attrs.get('ignore_index', -100)})")

@@ -158,7 +158,6 @@ def softmax(x, log):
             for r in range(R):
                 v = x[o, r, i]
                 m = v if (v > m or v != v) else m
-            m = m if np.isfinite(m) else 0.0
             s = 0.0
             for r in range(R):
                 s += math.exp(x[o, r, i] - m)
