@@ -58,7 +58,7 @@ CHILD = GRAPHS + textwrap.dedent("""
     import sys, time
     t0 = time.perf_counter()
     from codegen import compile_graph
-    g, arrays = {name}()
+    g, arrays = NAME()
     exe = compile_graph(g, "numba-cpu")
     exe(arrays)
     print(time.perf_counter() - t0)
@@ -67,7 +67,7 @@ CHILD = GRAPHS + textwrap.dedent("""
 
 def child_seconds(name: str, cache_dir: str) -> float:
     env = dict(os.environ, TRACEJIT_CACHE_DIR=cache_dir, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-c", CHILD.format(name=name)], env=env, cwd=ROOT,
+    out = subprocess.run([sys.executable, "-c", CHILD.replace("NAME", name)], env=env, cwd=ROOT,
                          capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 

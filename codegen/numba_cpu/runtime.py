@@ -38,14 +38,17 @@ class NumbaExecutable:
         if len(arrays) != len(self.dtypes):
             raise InputError(f"graph {self.graph.name} takes {len(self.dtypes)} arrays, "
                              f"got {len(arrays)}")
-        out = []
-        for a, dt in zip(arrays, self.dtypes):
+        out = list(arrays)
+        for k, dt in enumerate(self.dtypes):
+            a = out[k]
+            if type(a) is np.ndarray and a.dtype == dt and a.flags.c_contiguous \
+                    and a.flags.writeable:
+                continue
             a = np.asarray(a)
             if a.dtype != dt:
-                raise InputError(f"graph {self.graph.name}: expected {dt}, got {a.dtype}")
-            if not (a.flags.c_contiguous and a.flags.writeable):
-                a = np.array(a, order="C")
-            out.append(a)
+                raise InputError(f"graph {self.graph.name}: input {k} should be {dt}, "
+                                 f"got {a.dtype}")
+            out[k] = np.array(a, order="C")    # a contiguous, writable copy
         return out
 
     def __call__(self, arrays, extern=None):
