@@ -202,9 +202,6 @@ class Scaled(nn.Module):
         return self.fc(x) * self.scale
 
 
-@pytest.mark.xfail(strict=True, reason="DESIGN §4 guards on plain Python attributes forward "
-                   "reads are not implemented yet (issue 3 guards only training): a changed "
-                   "attribute is silently ignored by the specialisation traced before")
 def test_plain_python_attribute_is_guarded(assert_matches):
     model = Scaled().eval()
     compiled = tracejit.compile(model, backend="interpret")

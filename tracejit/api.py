@@ -15,7 +15,8 @@ import ir
 
 from .capture import Capture, capture
 from .errors import TraceJitError
-from .runtime import Dispatcher, EagerSpecialization, Specialization, optimize
+from .dispatch import Dispatcher, EagerSpecialization
+from .runtime import Specialization, optimize
 
 DEFAULT_BACKEND = "numba-cpu"
 
@@ -49,9 +50,11 @@ def compile(model_or_fn=None, *, backend: str = DEFAULT_BACKEND, fullgraph: bool
 
     def wrap(target):
         if isinstance(target, nn.Module):
-            return CompiledModule(target, Dispatcher(target, target, backend, fullgraph, options))
+            return CompiledModule(target, Dispatcher(target, target, backend, fullgraph, options,
+                                                      dynamic))
         if callable(target):
-            return CompiledFunction(target, Dispatcher(target, None, backend, fullgraph, options))
+            return CompiledFunction(target, Dispatcher(target, None, backend, fullgraph, options,
+                                                        dynamic))
         raise BackendError(f"tracejit.compile expects an nn.Module or a function, "
                            f"not {type(target).__name__}")
 
@@ -201,6 +204,10 @@ def _describe_spec(i: int, spec: Specialization) -> list[str]:
     for n in cap.guards:
         lines.append(f"      guard: value == {n.attrs['expected']!r} at "
                      f"{n.scope + '  ' if n.scope else ''}{n.loc}")
+    for _, name, value in cap.state_guards:
+        lines.append(f"      guard: attribute {name} == {value!r} (read by forward)")
+    if any(not inp.value.type.is_static for inp in g.inputs):
+        lines.append("      dynamic: symbolic sizes serve every size >= 2")
     return lines
 
 

@@ -21,7 +21,8 @@ import ir
 
 from .errors import TraceAbort
 from .provenance import ScopeStack
-from .tracer import Tracer, tensor_type
+from .state import StateRecord, watch
+from .tracer import DataReads, Tracer, tensor_type
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Capture:
     aborted: str | None = None
     guards: list[ir.Node] = field(default_factory=list)
     externs: list[ir.Node] = field(default_factory=list)
+    state_guards: tuple = ()       # (module.__dict__, name, value) read by forward
 
 
 def named_state(module: nn.Module | None) -> dict[int, tuple[str, str]]:
@@ -110,11 +112,12 @@ def capture(fn: Callable, args: tuple, kwargs: dict, *, module: nn.Module | None
         v = graph.add_input(n, tensor_type(t), "input")   # one per tensor leaf, even repeats
         if id(t) not in tracer.env:
             tracer.bind(t, v)
-    with fast_paths_off(), scopes.active(), tracer:
+    record = StateRecord()
+    with fast_paths_off(), scopes.active(), watch(module, record), DataReads(tracer), tracer:
         result = fn(*args, **kwargs)
     out_flat, out_spec = tree_flatten(result)
     leaves: list[Any] = []
-    aborted = tracer.aborted
+    aborted = tracer.aborted or record.problem()
     if aborted is None:
         try:
             for leaf in out_flat:
@@ -129,4 +132,5 @@ def capture(fn: Callable, args: tuple, kwargs: dict, *, module: nn.Module | None
                    state=dict(tracer.state_inputs), result=result,
                    trace_ms=(time.perf_counter() - start) * 1e3,
                    aborted=None if aborted is None else str(aborted),
-                   guards=list(tracer.guards), externs=list(tracer.externs))
+                   guards=list(tracer.guards), externs=list(tracer.externs),
+                   state_guards=record.guard())

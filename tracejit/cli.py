@@ -129,6 +129,52 @@ def format_graph(graph, fmt: str) -> str:
     return ir.print_graph(graph)
 
 
+def user_call(args, fn):
+    """Run the user's model; an exception from it becomes one line naming the model."""
+    try:
+        return fn()
+    except TraceJitError:
+        raise
+    except Exception as e:
+        raise ModelLoadError(f"running {args.model} on inputs {args.input} raised "
+                             f"{type(e).__name__}: {e}") from e
+
+
+def cmd_explain(args) -> None:
+    import warnings as _w
+
+    import tracejit
+    from .runtime import TraceJitWarning
+
+    model = load_model(args.model)
+    inputs = make_inputs(args.input)
+    with _w.catch_warnings():           # explain reports the same reasons itself
+        _w.simplefilter("ignore", TraceJitWarning)
+        report = user_call(args, lambda: tracejit.explain(model, *inputs, backend=args.backend))
+    print(report)
+
+
+def cmd_bench(args) -> int:
+    """Run benchmarks/run.py of this source checkout with the remaining arguments."""
+    import runpy
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+    if not script.is_file():
+        raise TraceJitError("tracejit bench runs benchmarks/run.py from a source checkout of "
+                            f"tracejit; {script} is missing")
+    sys.argv = [str(script), *args.bench_args]
+    sys.path.insert(0, str(script.parent))
+    runpy.run_path(str(script), run_name="__main__")
+    return 0
+
+
+def _model_arguments(p: argparse.ArgumentParser, input_help: str) -> None:
+    p.add_argument("model", metavar="MODEL",
+                   help="path/to/file.py:Name or package.module:Name; Name is an nn.Module "
+                        "class built with no arguments, or a zero-argument factory")
+    p.add_argument("--input", action="append", required=True, metavar="SHAPE[:DTYPE]",
+                   help=input_help)
+
+
 def cmd_dump(args) -> None:
     import torch
 
@@ -138,13 +184,7 @@ def cmd_dump(args) -> None:
     model = load_model(args.model)
     inputs = make_inputs(args.input)
     with torch.no_grad():
-        try:
-            tr = tracejit.trace(model, *inputs)
-        except TraceJitError:
-            raise
-        except Exception as e:      # the user's model raised: report it in one line
-            raise ModelLoadError(f"running {args.model} on inputs {args.input} raised "
-                                 f"{type(e).__name__}: {e}") from e
+        tr = user_call(args, lambda: tracejit.trace(model, *inputs))
     chunks = []
     if args.passes == "each":
         chunks.append(f"// after: trace (raw)\n{format_graph(tr.graph, args.format)}")
@@ -168,16 +208,11 @@ def cmd_export(args) -> int:
     if args.weights:
         load_weights(model, args.weights)
     inputs = make_inputs(args.input)
-    try:
-        with warnings.catch_warnings():     # the report below lists them
-            warnings.simplefilter("ignore", ExportWarning)
-            report = export_onnx(model, tuple(inputs), args.output, opset=args.opset,
-                                 dynamic_batch=not args.no_dynamic_batch)
-    except TraceJitError:
-        raise
-    except Exception as e:      # the user's model raised: report it in one line
-        raise ModelLoadError(f"running {args.model} on inputs {args.input} raised "
-                             f"{type(e).__name__}: {e}") from e
+    with warnings.catch_warnings():     # the report below lists them
+        warnings.simplefilter("ignore", ExportWarning)
+        report = user_call(args, lambda: export_onnx(
+            model, tuple(inputs), args.output, opset=args.opset,
+            dynamic_batch=not args.no_dynamic_batch))
     print(report)
     if not args.verify:
         return 0
@@ -205,11 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("dump", help="trace a model and print its IR",
                        description="Trace MODEL on random inputs and print its IR graph.")
-    d.add_argument("model", metavar="MODEL",
-                   help="path/to/file.py:Name or package.module:Name; Name is an nn.Module "
-                        "class built with no arguments, or a zero-argument factory")
-    d.add_argument("--input", action="append", required=True, metavar="SHAPE[:DTYPE]",
-                   help="one per model input, e.g. 1x784 or 2x16:int64 (repeatable); floats "
+    _model_arguments(d, "one per model input, e.g. 1x784 or 2x16:int64 (repeatable); floats "
                         f"are standard normal, integers uniform in [0, {INT_HIGH})")
     d.add_argument("--passes", choices=("none", "default", "each"), default="default",
                    help="none: the raw trace; default: the optimised graph; each: the graph "
@@ -219,9 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(run=cmd_dump)
     e = sub.add_parser("export", help="export a model to ONNX",
                        description="Trace MODEL and write it as a checked ONNX model.")
-    e.add_argument("model", metavar="MODEL", help="as for dump")
-    e.add_argument("--input", action="append", required=True, metavar="SHAPE[:DTYPE]",
-                   help="one per model input, e.g. 1x3x32x32; dim 0 is the batch")
+    _model_arguments(e, "one per model input, e.g. 1x3x32x32; dim 0 is the batch")
     e.add_argument("-o", "--output", required=True, metavar="FILE", help="the .onnx file")
     e.add_argument("--weights", metavar="FILE",
                    help="a state_dict saved by torch.save (loaded with weights_only=True)")
@@ -233,6 +262,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare onnxruntime with eager on random inputs at the traced batch "
                         "and, if dynamic, another; exit 1 beyond rtol 1e-3 / atol 1e-4")
     e.set_defaults(run=cmd_export)
+    x = sub.add_parser("explain", help="compile a model, call it, and explain what happened",
+                       description="Compile MODEL, call it once on random inputs under "
+                                   "torch.no_grad(), and print its graphs, ops, fused regions, "
+                                   "externs, guards (with source lines), specialisations, eager "
+                                   "fallbacks and compile times.")
+    _model_arguments(x, "one per model input, e.g. 1x784 or 2x16:int64 (repeatable)")
+    x.add_argument("--backend", default="numba-cpu",
+                   help="numba-cpu (default), onnxruntime, interpret or numba-cuda")
+    x.set_defaults(run=cmd_explain)
+    b = sub.add_parser("bench", help="benchmark eager against compiled (benchmarks/run.py)",
+                       description="Run benchmarks/run.py; arguments after 'bench' go to it "
+                                   "(try: tracejit bench -- --help).")
+    b.add_argument("bench_args", nargs=argparse.REMAINDER)
+    b.set_defaults(run=cmd_bench)
     return p
 
 

@@ -7,6 +7,7 @@ Measured cost: 4-6 us per module call and ~1 us per op (../shared/notes/aten-inv
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ def user_location() -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=1024)
 def _short(path: str) -> str:
     """Paths under the working directory print relative; others stay absolute."""
     try:

@@ -13,8 +13,10 @@ aborts the trace (the call then runs eagerly, saying why). Writes to buffers bec
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch._decomp import core_aten_decompositions
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
@@ -30,6 +32,7 @@ from .externs import encode_call
 from .provenance import ScopeStack, user_location
 
 _DECOMPOSITIONS = core_aten_decompositions()
+MAX_GUARDED_VALUES = 64
 _IGNORED_NAMESPACES = ("profiler",)
 
 _TORCH_TO_IR = {
@@ -55,26 +58,27 @@ def tensor_type(t: torch.Tensor) -> TensorType:
     return TensorType(ir_dtype(t.dtype), tuple(t.shape))
 
 
-def _elements(t: torch.Tensor) -> set[int]:
+def _offsets(t: torch.Tensor) -> np.ndarray:
     """Storage element offsets of a tensor, for alias checks after in-place writes."""
-    idx = torch.zeros((), dtype=torch.int64) + t.storage_offset()
+    idx = np.array(t.storage_offset(), dtype=np.int64)
     for size, stride in zip(t.shape, t.stride()):
-        idx = idx.unsqueeze(-1) + torch.arange(size) * stride
-    return set(idx.flatten().tolist())
+        idx = idx[..., None] + np.arange(size, dtype=np.int64) * stride
+    return idx.ravel()
 
 
 def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether two tensors on one storage share an element (extents when they are big)."""
+    """Whether two tensors on one storage share an element: extents first, elements if
+    the extents meet (chunks of a split interleave without sharing elements)."""
     if a.numel() == 0 or b.numel() == 0:
         return False
-    if a.numel() <= 1 << 16 and b.numel() <= 1 << 16:
-        return bool(_elements(a) & _elements(b))
 
     def extent(t):
-        last = t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride()))
-        return t.storage_offset(), last
+        return t.storage_offset(), t.storage_offset() + sum(
+            (n - 1) * abs(s) for n, s in zip(t.shape, t.stride()))
     (a0, a1), (b0, b1) = extent(a), extent(b)
-    return a0 <= b1 and b0 <= a1
+    if a1 < b0 or b1 < a0:
+        return False
+    return np.intersect1d(_offsets(a), _offsets(b), assume_unique=False).size > 0
 
 
 class Tracer(TorchDispatchMode):
@@ -95,6 +99,7 @@ class Tracer(TorchDispatchMode):
         self.fullgraph = fullgraph
         self.env: dict[int, Value] = {}
         self.keep: dict[int, torch.Tensor] = {}   # keeps ids stable while tracing
+        self.by_storage: dict[int, dict[int, torch.Tensor]] = {}   # storage -> tensors on it
         self.user_inputs = {id(t) for t in user_inputs}
         self.stale: dict[int, str] = {}       # id -> why it can no longer be read
         self.state_inputs: dict[str, torch.Tensor] = {}   # input name -> tensor (params, ...)
@@ -111,6 +116,8 @@ class Tracer(TorchDispatchMode):
         self.env[id(t)] = v
         self.stale.pop(id(t), None)
         self.keep[id(t)] = t
+        if t.numel():
+            self.by_storage.setdefault(t.untyped_storage().data_ptr(), {})[id(t)] = t
 
     def value_of(self, t: torch.Tensor) -> Value:
         """The value of ``t``; a tensor from outside the trace (a closure, an unregistered
@@ -157,6 +164,21 @@ class Tracer(TorchDispatchMode):
         if op == "guard":
             self.guards.append(node)
         return outs[0] if len(outs) == 1 else outs
+
+    def guard_values(self, t: torch.Tensor) -> None:
+        """Python read a whole tensor's values (``tolist``, ``numpy``): guard on all of them."""
+        if id(t) not in self.env and id(t) not in self.named_state:
+            return                              # not traced data: nothing depends on it
+        self.loc, self.scope = user_location(), self.scopes.current
+        if t.numel() > MAX_GUARDED_VALUES:
+            raise TraceAbort(f"forward reads the values of a {t.numel()}-element tensor into "
+                             f"Python (at {self.where}); only up to {MAX_GUARDED_VALUES} are "
+                             "guarded")
+        v = self.value_of(t)
+        seen = self.emit("constant", [], value=tuple(t.detach().flatten().tolist()),
+                         shape=tuple(t.shape), dtype=str(v.type.dtype))
+        same = self.emit("all", [self.emit("eq", [v, seen])])
+        self.emit("guard", [same], expected=True)
 
     def constant(self, value, dtype: DType) -> Value:
         if dtype == DType.bool:
@@ -241,11 +263,11 @@ class Tracer(TorchDispatchMode):
         and a write to a buffer becomes a graph write."""
         if isinstance(out, torch.Tensor) and out is not t and id(out) in self.env:
             self.bind(t, self.env[id(out)])
-        storage = t.untyped_storage().data_ptr()
-        for other in list(self.keep.values()):
+        sharing = self.by_storage.get(t.untyped_storage().data_ptr(), {}) if t.numel() else {}
+        for other in list(sharing.values()):
             if other is t or id(other) not in self.env:
                 continue
-            if other.untyped_storage().data_ptr() == storage and _overlap(t, other):
+            if _overlap(t, other):
                 self.mark_stale(other, f"a tensor was modified in place through an alias "
                                        f"(at {self.loc or 'unknown line'}); the static graph "
                                        "cannot replay writes through views")
@@ -294,6 +316,24 @@ class Tracer(TorchDispatchMode):
         for i in mutated:                       # the extern's first output is the written tensor
             if isinstance(args[i], torch.Tensor) and args[i] is not outs[0]:
                 self.bind(args[i], vals[0])
+
+
+class DataReads(TorchFunctionMode):
+    """Sees what the dispatch mode cannot: Python reading tensor data in bulk."""
+
+    READS = (torch.Tensor.tolist, torch.Tensor.numpy, torch.Tensor.__array__)
+
+    def __init__(self, tracer: Tracer):
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self.READS and self.tracer.aborted is None:
+            try:
+                self.tracer.guard_values(args[0])
+            except TraceAbort as e:
+                self.tracer.aborted = e
+        return func(*args, **(kwargs or {}))
 
 
 def _mutated_args(func) -> list[int]:

@@ -1,0 +1,369 @@
+"""The specialisations of one compiled callable, and how a call finds its own.
+
+A call's guard key (input structure, shapes, dtypes, devices, requires_grad, grad mode,
+``training`` of every submodule, which inputs are the same tensor) picks a root. Below a
+root, specialisations form a tree keyed by guard outcomes: when a data-dependent guard
+in the graph, or a guard on a plain attribute forward read, sees another value, the
+call goes to the child made for that value, or is redone eagerly while tracing one.
+With ``dynamic`` not False, a key that differs from a known one only in the size of one
+dimension (both sizes >= 2) is traced once more and the two traces are merged into a
+graph with a symbolic size (``ir.symbolic.generalize``), which then serves every size.
+
+Invariant (DESIGN §4): a call never silently returns something eager would not.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_flatten, tree_map
+
+import codegen
+import ir
+from ir.symbolic import generalize
+
+from .capture import Capture, capture
+from .errors import TraceJitError
+from .runtime import Specialization, StateView, TraceJitWarning, optimize, state_source
+from .state import describe_guard_failure, guards_hold
+
+
+@dataclass
+class EagerSpecialization:
+    """Calls reaching this node run eagerly, for the stated reason."""
+
+    reason: str
+    capture: Capture | None = None
+    calls: int = 0
+
+
+@dataclass
+class SpecNode:
+    spec: Specialization | EagerSpecialization
+    children: dict = field(default_factory=dict)   # guard outcome -> SpecNode
+
+
+@dataclass
+class DynamicEntry:
+    """A symbolic specialisation: serves keys equal to ``masked`` outside ``positions``."""
+
+    masked: tuple
+    positions: tuple            # (leaf index, axis) pairs that share the symbol
+    node: SpecNode
+
+
+@dataclass
+class EagerRun:
+    reason: str
+    count: int = 0
+
+
+@dataclass
+class Dispatcher:
+    fn: Callable
+    module: nn.Module | None
+    backend: str
+    fullgraph: bool = False
+    options: dict = field(default_factory=dict)
+    dynamic: bool | None = None
+    roots: dict = field(default_factory=dict)         # guard key -> SpecNode
+    dynamic_entries: list = field(default_factory=list)
+    eager_runs: dict = field(default_factory=dict)     # reason -> EagerRun
+    failures: Counter = field(default_factory=Counter)  # described guard failures
+    gave_up: str | None = None
+
+    def __post_init__(self):
+        self.limit = int(self.options.get("max_specializations", 8))
+        self.passes = self.options.get("passes", "default")
+        self.count = 0
+        self._bind_modules()
+        self.name = type(self.module).__name__ if self.module is not None else \
+            getattr(self.fn, "__name__", "fn")
+
+    def _bind_modules(self) -> None:
+        """Remember the module tree: graphs read parameters through the modules in it."""
+        root = self.module
+        self.modules = list(root.modules()) if root is not None else []
+        self.params = list(root.parameters()) if root is not None else []
+        self.children = [(m._modules, name, child) for m in self.modules
+                         for name, child in m._modules.items()]
+
+    def _tree_changed(self) -> bool:
+        return any(table.get(name) is not child for table, name, child in self.children)
+
+    # ---- the call path ------------------------------------------------------------------
+
+    def __call__(self, *args, **kwargs):
+        if self.children and self._tree_changed():
+            self._bind_modules()        # a submodule was replaced: the graphs read the old one
+            self.roots.clear()
+            self.dynamic_entries.clear()
+        fast = not kwargs and all(type(a) is torch.Tensor for a in args)
+        leaves = args if fast else tree_flatten((args, kwargs))[0]
+        grad = torch.is_grad_enabled()
+        if grad and (any(isinstance(t, torch.Tensor) and t.requires_grad for t in leaves)
+                     or any(p.requires_grad for p in self.params)):
+            return self._eager("autograd: the call needs gradients, and compiled backward is "
+                               "not supported yet; it runs eagerly (wrap inference in "
+                               "torch.no_grad() or torch.inference_mode())", args, kwargs)
+        tensors = leaves if fast else [t for t in leaves if isinstance(t, torch.Tensor)]
+        key = (fast, tuple((t.shape, t.dtype, t.device, t.requires_grad)
+                           if isinstance(t, torch.Tensor) else (type(t), t) for t in leaves),
+               tuple(m.training for m in self.modules), grad, _aliasing(tensors))
+        node = self.roots.get(key) or self._match_dynamic(key)
+        if node is None:
+            return self._specialize(key, args, kwargs, None)
+        while True:
+            spec = node.spec
+            if isinstance(spec, EagerSpecialization):
+                spec.calls += 1
+                return self.fn(*args, **kwargs)
+            guards = spec.capture.state_guards
+            if not guards or guards_hold(guards):
+                try:
+                    return spec.run(tensors)
+                except ir.GuardFailed as e:
+                    outcome = ("guard", repr(e.expected), repr(e.actual))
+                    why = describe_guard(spec, e)
+            else:
+                outcome = ("attrs", tuple(repr(d.get(n)) for d, n, _ in guards))
+                why = describe_guard_failure(guards)
+            child = node.children.get(outcome)
+            if child is None:
+                self.failures[why] += 1
+                return self._specialize(key, args, kwargs, (node, outcome))
+            node = child
+
+    def _eager(self, reason: str, args, kwargs, stacklevel: int = 4):
+        """Run eagerly; the first time for ``reason``, warn at the user's call (the
+        stacklevel counts this frame and tracejit's ones above it)."""
+        run = self.eager_runs.get(reason)
+        if run is None:
+            run = self.eager_runs[reason] = EagerRun(reason)
+            warnings.warn(f"tracejit: {self.name} runs eagerly: {reason}", TraceJitWarning,
+                          stacklevel=stacklevel)
+        run.count += 1
+        return self.fn(*args, **kwargs)
+
+    # ---- making specialisations -------------------------------------------------------------
+
+    def _specialize(self, key, args, kwargs, parent):
+        if self.gave_up is not None:
+            return self._eager(self.gave_up, args, kwargs, stacklevel=5)
+        if self.count >= self.limit:
+            why = self.failures.most_common(1)[0][0] if parent else self._key_change(key)
+            self.gave_up = (f"gave up after {self.count} specialisations (limit "
+                            f"max_specializations={self.limit}); the guard that kept failing: "
+                            f"{why}")
+            return self._eager(self.gave_up, args, kwargs, stacklevel=5)
+        cap = capture(self.fn, args, kwargs, module=self.module, name=self.name,
+                      fullgraph=self.fullgraph)
+        self.count += 1
+        if cap.aborted is not None:
+            node = SpecNode(EagerSpecialization(cap.aborted, cap))
+            warnings.warn(f"tracejit: {self.name} runs eagerly: {cap.aborted}", TraceJitWarning,
+                          stacklevel=4)
+        else:
+            tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+            node = (parent is None and (self._generalize(key, cap, tensors) or
+                                        self._probe_batch(key, cap, args, kwargs, tensors))) \
+                or SpecNode(self._compile(cap, cap.graph, tensors))
+        if parent is None:
+            self.roots[key] = node
+        else:
+            parent[0].children[parent[1]] = node
+        return cap.result
+
+    def _compile(self, cap: Capture, raw: ir.Graph, tensors) -> Specialization:
+        start = time.perf_counter()
+        graph, stats = optimize(raw, self.passes)
+        exe = codegen.compile_graph(graph, self.backend, self.options.get("backend_options"))
+        sources = {i.name: StateView(state_source(self.module, i.name, cap.state[i.name]))
+                   for i in graph.inputs if i.role != "input"}
+        n_inputs = sum(1 for i in graph.inputs if i.role == "input")
+        if n_inputs != len(tensors):
+            raise TraceJitError(f"internal: graph has {n_inputs} inputs for {len(tensors)} "
+                                "tensors")
+        states = [sources[i.name] for i in graph.inputs if i.role != "input"]
+        writes = [(name, sources[name]) for name in graph.writes]
+        return Specialization(cap, graph, exe, states, [t.requires_grad for t in tensors],
+                              writes, compile_ms=(time.perf_counter() - start) * 1e3,
+                              pass_stats=stats)
+
+    # ---- dynamic sizes ----------------------------------------------------------------------
+
+    def _match_dynamic(self, key) -> SpecNode | None:
+        for entry in self.dynamic_entries:
+            sizes = _sizes_at(key, entry.positions)
+            if sizes and len(set(sizes)) == 1 and sizes[0] >= 2 and \
+                    _masked(key, entry.positions) == entry.masked:
+                return entry.node
+        return None
+
+    def _generalize(self, key, cap: Capture, tensors) -> SpecNode | None:
+        """Merge this trace with an earlier one that differs in one size, if any."""
+        if self.dynamic is False:
+            return None
+        for old_key, old in list(self.roots.items()):
+            spec = old.spec
+            if not isinstance(spec, Specialization) or _has_symbols(spec.capture.graph):
+                continue
+            diff = _size_change(old_key, key)
+            if diff is None:
+                continue
+            positions, (a, b) = diff
+            symbol = "B" if all(axis == 0 for _, axis in positions) else "S"
+            merged = generalize(spec.capture.graph, cap.graph, (a, b), symbol)
+            if merged is None:
+                continue
+            try:
+                node = SpecNode(self._compile(cap, merged, tensors))
+            except TraceJitError:
+                return None         # the backend cannot take symbols: stay static
+            self.dynamic_entries.append(DynamicEntry(_masked(key, positions), positions, node))
+            return node
+        return None
+
+    def _probe_batch(self, key, cap: Capture, args, kwargs, tensors) -> SpecNode | None:
+        """dynamic=True: trace once more with one more row in dim 0 of every input and
+        merge, so the batch is symbolic from the first call. Only for graphs without
+        side effects (buffer writes, externs such as RNG ops), since the probe runs them."""
+        if self.dynamic is not True or cap.graph.writes or cap.externs or not tensors:
+            return None
+        n = tensors[0].shape[0] if tensors[0].dim() else 0
+        if n < 2 or any(t.dim() == 0 or t.shape[0] != n for t in tensors):
+            return None
+        probe_args, probe_kwargs = tree_map(
+            lambda x: torch.cat([x, x[:1]]) if isinstance(x, torch.Tensor) else x,
+            (args, kwargs))
+        probe = capture(self.fn, probe_args, probe_kwargs, module=self.module, name=self.name)
+        if probe.aborted is not None:
+            return None
+        merged = generalize(cap.graph, probe.graph, (n, n + 1), "B")
+        if merged is None:
+            return None
+        try:
+            node = SpecNode(self._compile(cap, merged, tensors))
+        except TraceJitError:
+            return None
+        positions = tuple((i, 0) for i, m in enumerate(key[1]) if len(m) == 4)
+        self.dynamic_entries.append(DynamicEntry(_masked(key, positions), positions, node))
+        return node
+
+    # ---- reporting --------------------------------------------------------------------------
+
+    def _key_change(self, key) -> str:
+        old = next(reversed(self.roots), None) if self.roots else None
+        return describe_change(old, key)
+
+    def all_specializations(self) -> list:
+        out = []
+
+        def walk(node):
+            out.append(node.spec)
+            for child in node.children.values():
+                walk(child)
+        seen = set()
+        for node in list(self.roots.values()) + [e.node for e in self.dynamic_entries]:
+            if id(node) not in seen:
+                seen.add(id(node))
+                walk(node)
+        return out
+
+
+def _has_symbols(graph: ir.Graph) -> bool:
+    return any(not i.value.type.is_static for i in graph.inputs)
+
+
+def _sizes_at(key, positions) -> list[int]:
+    meta = key[1]
+    try:
+        return [meta[i][0][axis] for i, axis in positions]
+    except (IndexError, TypeError):
+        return []
+
+
+def _masked(key, positions) -> tuple:
+    """The key with the sizes at ``positions`` blanked out."""
+    meta = list(key[1])
+    for i, axis in positions:
+        shape = list(meta[i][0])
+        shape[axis] = -1
+        meta[i] = (tuple(shape),) + tuple(meta[i][1:])
+    return (key[0], tuple(meta)) + tuple(key[2:])
+
+
+def _size_change(old, new):
+    """((leaf, axis) positions, (old size, new size)) when two keys differ only in sizes
+    that all go from one value to another, both >= 2 (0 and 1 keep their own graphs)."""
+    if old[0] != new[0] or old[2:] != new[2:] or len(old[1]) != len(new[1]):
+        return None
+    positions, pairs = [], set()
+    for i, (a, b) in enumerate(zip(old[1], new[1])):
+        if a == b:
+            continue
+        if len(a) != 4 or len(b) != 4 or a[1:] != b[1:] or len(a[0]) != len(b[0]):
+            return None
+        for axis, (x, y) in enumerate(zip(a[0], b[0])):
+            if x != y:
+                positions.append((i, axis))
+                pairs.add((x, y))
+    if len(pairs) != 1:
+        return None
+    (x, y), = pairs
+    return (tuple(positions), (x, y)) if min(x, y) >= 2 else None
+
+
+def _aliasing(tensors) -> tuple | None:
+    """None when all input tensors are distinct objects, else each one's first position:
+    a graph traced with one tensor passed twice reads it once."""
+    if len(tensors) < 2:
+        return None
+    ids = [id(t) for t in tensors]
+    if len(set(ids)) == len(ids):
+        return None
+    return tuple(ids.index(i) for i in ids)
+
+
+def describe_guard(spec: Specialization, err: ir.GuardFailed) -> str:
+    """The in-graph guard behind ``err``, by source line, with the values seen."""
+    def same(a, b):
+        return a == b or (a != a and b != b)
+    for node in spec.capture.guards:
+        if same(node.attrs["expected"], err.expected):
+            where = "  ".join(p for p in (node.scope, node.loc) if p) or "unknown location"
+            return (f"the data-dependent guard at {where} (value {err.expected!r} when "
+                    f"traced, now {err.actual!r})")
+    return f"a data-dependent guard inside the graph ({err})"
+
+
+def describe_change(old, new) -> str:
+    """Which part of the guard key differs between two calls, in words."""
+    if old is None:
+        return "first call"
+    _, old_meta, old_train, old_grad, old_alias = old
+    _, new_meta, new_train, new_grad, new_alias = new
+    if old_alias != new_alias:
+        return f"which inputs are the same tensor changed {old_alias} -> {new_alias}"
+    if old_grad != new_grad:
+        return f"grad mode changed {old_grad} -> {new_grad}"
+    if old_train != new_train:
+        return "module.training changed"
+    if len(old_meta) != len(new_meta):
+        return f"number of inputs changed {len(old_meta)} -> {len(new_meta)}"
+    for i, (a, b) in enumerate(zip(old_meta, new_meta)):
+        if a != b:
+            if len(a) == 4 and len(b) == 4:
+                what = ("shape", "dtype", "device", "requires_grad")
+                for name, x, y in zip(what, a, b):
+                    if x != y:
+                        return f"input {i} {name} changed {tuple(x) if name == 'shape' else x}" \
+                               f" -> {tuple(y) if name == 'shape' else y}"
+            return f"input {i} changed {a[-1]!r} -> {b[-1]!r}"
+    return "an input changed"
