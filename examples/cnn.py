@@ -32,14 +32,16 @@ class SmallCNN(nn.Module):
 
 model = SmallCNN().eval()
 fast = tracejit.compile(model)
-images = torch.randn(4, 3, 32, 32)
+batch = 1 if args.quick else 4
+images = torch.randn(batch, 3, 32, 32)
 with torch.no_grad():
     fast(images)                                 # trace + compile
     print("max |compiled - eager|:", float((fast(images) - model(images)).abs().max()))
     print("predicted classes:", fast(images).argmax(1).tolist())
     for name, fn in (("eager", model), ("compiled", fast)):
         start = time.perf_counter()
-        for _ in range(3 if args.quick else 50):
+        calls = 1 if args.quick else 50
+        for _ in range(calls):
             fn(images)
-        print(f"{name:8s} {(time.perf_counter() - start) / (3 if args.quick else 50) * 1e3:.2f}"
-              " ms per batch of 4")
+        print(f"{name:8s} {(time.perf_counter() - start) / calls * 1e3:.2f} ms per batch of "
+              f"{batch}")

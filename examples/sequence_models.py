@@ -14,7 +14,7 @@ from torch import nn
 import tracejit
 
 ap = argparse.ArgumentParser()
-ap.add_argument("--quick", action="store_true", help="smoke mode: shorter sequences")
+ap.add_argument("--quick", action="store_true", help="smoke mode: one layer, short sequences")
 args = ap.parse_args()
 torch.manual_seed(0)
 
@@ -22,9 +22,9 @@ torch.manual_seed(0)
 class SequenceModel(nn.Module):
     """A recurrent layer over the sequence, a linear head on the last step."""
 
-    def __init__(self, cell: type, d_in=16, hidden=32, out=4):
+    def __init__(self, cell: type, layers: int, d_in=16, hidden=32, out=4):
         super().__init__()
-        self.rnn = cell(d_in, hidden, num_layers=2, batch_first=True)
+        self.rnn = cell(d_in, hidden, num_layers=layers, batch_first=True)
         self.head = nn.Linear(hidden, out)
 
     def forward(self, x):
@@ -32,9 +32,10 @@ class SequenceModel(nn.Module):
         return self.head(seq[:, -1])
 
 
-x = torch.randn(2, 6 if args.quick else 32, 16)
+x = torch.randn(2, 4 if args.quick else 32, 16)
+layers = 1 if args.quick else 2
 for cell in (nn.RNN, nn.LSTM, nn.GRU):
-    model = SequenceModel(cell).eval()
+    model = SequenceModel(cell, layers).eval()
     fast = tracejit.compile(model)
     with torch.no_grad():
         fast(x)
