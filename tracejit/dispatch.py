@@ -113,7 +113,7 @@ class Dispatcher:
                                "not supported yet; it runs eagerly (wrap inference in "
                                "torch.no_grad() or torch.inference_mode())", args, kwargs)
         tensors = leaves if fast else [t for t in leaves if isinstance(t, torch.Tensor)]
-        key = (fast, tuple((t.shape, t.dtype, t.device, t.requires_grad)
+        key = (fast, tuple((t.shape, t.dtype, t.get_device(), t.requires_grad)
                            if isinstance(t, torch.Tensor) else (type(t), t) for t in leaves),
                tuple(m.training for m in self.modules), grad, _aliasing(tensors))
         node = self.roots.get(key) or self._match_dynamic(key)

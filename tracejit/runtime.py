@@ -25,36 +25,38 @@ class TraceJitWarning(UserWarning):
 
 
 def state_source(module: nn.Module | None, name: str, tensor: torch.Tensor):
-    """A zero-argument function returning the current tensor behind a graph input."""
-    if module is None:
-        return lambda: tensor
-    prefix, _, attr = name.rpartition(".")
-    try:
-        owner = module.get_submodule(prefix) if prefix else module
-    except AttributeError:
-        return lambda: tensor
-    for table in (owner._parameters, owner._buffers):
-        if attr in table:
-            return lambda table=table, attr=attr: table[attr]
-    return lambda: tensor
+    """(table, key) such that ``table[key]`` is the current tensor behind a graph input:
+    a module's parameter or buffer dict, or a one-entry dict holding a captured tensor."""
+    if module is not None:
+        prefix, _, attr = name.rpartition(".")
+        try:
+            owner = module.get_submodule(prefix) if prefix else module
+        except AttributeError:
+            owner = None
+        for table in (owner._parameters, owner._buffers) if owner is not None else ():
+            if attr in table:
+                return table, attr
+    return {name: tensor}, name
 
 
 class StateView:
-    """The NumPy view of a parameter, remade only when the tensor or its storage changes."""
+    """The NumPy view of a parameter, remade only when the tensor or its storage changes.
 
-    __slots__ = ("source", "tensor", "ptr", "array")
+    ``contiguous`` says whether the view can go to a backend's entry point as it is."""
+
+    __slots__ = ("table", "key", "tensor", "ptr", "array", "contiguous")
 
     def __init__(self, source):
-        self.source = source
-        self.tensor = None
-        self.ptr = None
-        self.array = None
+        self.table, self.key = source
+        self.tensor = self.ptr = self.array = None
+        self.contiguous = False
 
     def get(self) -> np.ndarray:
-        t = self.source()
+        t = self.table[self.key]
         if t is not self.tensor or t.data_ptr() != self.ptr:
             self.tensor, self.ptr = t, t.data_ptr()
             self.array = t.detach().numpy()
+            self.contiguous = self.array.flags.c_contiguous
         return self.array
 
 
@@ -72,20 +74,37 @@ class Specialization:
     pass_stats: Any = None
     calls: int = 0
 
+    def __post_init__(self):
+        exe = self.executable
+        # the lean path: the backend's compiled entry point, called with NumPy views
+        self.entry = getattr(exe, "entry", None)
+        self.n_outputs = len(self.graph.outputs)
+        self.write_names = tuple(self.graph.writes)
+        cap = self.capture
+        self.single = cap.out_spec.is_leaf()
+        self.leaf_pos = [x if isinstance(x, int) and not isinstance(x, bool) else None
+                         for x in cap.out_leaves]
+
     def run(self, tensors: list[torch.Tensor]):
         arrays = [t.detach().numpy() if d else t.numpy() for t, d in zip(tensors, self.detach)]
         arrays += [s.get() for s in self.states]
-        outs, writes = self.executable(arrays, extern=numpy_extern)
+        entry = self.entry
+        if entry is not None and all(t.is_contiguous() for t in tensors) and \
+                all(s.contiguous for s in self.states):
+            res = entry(*arrays)
+            n = self.n_outputs
+            outs, writes = res[:n], dict(zip(self.write_names, res[n:]))
+        else:
+            outs, writes = self.executable(arrays, extern=numpy_extern)
         for name, view in self.writes:
             view.get()[...] = writes[name]
         self.calls += 1
-        cap = self.capture
+        if self.single:
+            return torch.from_numpy(outs[0])
         results = [torch.from_numpy(o) for o in outs]
-        if len(cap.out_leaves) == 1 and cap.out_leaves[0] == 0 and cap.out_spec.num_leaves == 1:
-            return tree_unflatten(results, cap.out_spec)
-        leaves = [results[x] if isinstance(x, int) and not isinstance(x, bool) else x
-                  for x in cap.out_leaves]
-        return tree_unflatten(leaves, cap.out_spec)
+        leaves = [x if i is None else results[i]
+                  for x, i in zip(self.capture.out_leaves, self.leaf_pos)]
+        return tree_unflatten(leaves, self.capture.out_spec)
 
 
 def optimize(graph: ir.Graph, passes):
