@@ -161,7 +161,8 @@ def cmd_bench(args) -> int:
     if not script.is_file():
         raise TraceJitError("tracejit bench runs benchmarks/run.py from a source checkout of "
                             f"tracejit; {script} is missing")
-    sys.argv = [str(script), *args.bench_args]
+    rest = list(args.bench_args)
+    sys.argv = [str(script), *(rest[1:] if rest[:1] == ["--"] else rest)]
     sys.path.insert(0, str(script.parent))
     runpy.run_path(str(script), run_name="__main__")
     return 0
@@ -272,8 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="numba-cpu (default), onnxruntime, interpret or numba-cuda")
     x.set_defaults(run=cmd_explain)
     b = sub.add_parser("bench", help="benchmark eager against compiled (benchmarks/run.py)",
-                       description="Run benchmarks/run.py; arguments after 'bench' go to it "
-                                   "(try: tracejit bench -- --help).")
+                       description="Run benchmarks/run.py; every argument after 'bench' goes "
+                                   "to it (try: tracejit bench --help).")
     b.add_argument("bench_args", nargs=argparse.REMAINDER)
     b.set_defaults(run=cmd_bench)
     return p
@@ -281,7 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:           # everything after "bench" belongs to benchmarks/run.py
+        args = argparse.Namespace(command="bench", bench_args=argv[1:], run=cmd_bench)
+    else:
+        args = parser.parse_args(argv)
     try:
         for spec in getattr(args, "input", None) or ():
             parse_input_spec(spec)
