@@ -48,6 +48,12 @@ class SpecNode:
     spec: Specialization | EagerSpecialization
     children: dict = field(default_factory=dict)   # guard outcome -> SpecNode
 
+    def __post_init__(self):
+        # a graph whose RNG externs run before a guard fails has advanced torch's
+        # generator: the call saves its state first, to redo the call from the same draw
+        cap = self.spec.capture
+        self.rng = cap is not None and any(_draws_random(n) for n in cap.externs)
+
 
 @dataclass
 class DynamicEntry:
@@ -126,9 +132,12 @@ class Dispatcher:
                 return self.fn(*args, **kwargs)
             guards = spec.capture.state_guards
             if not guards or guards_hold(guards):
+                rng = _rng_state() if node.rng else None
                 try:
                     return spec.run(tensors)
                 except ir.GuardFailed as e:
+                    if rng is not None:
+                        _set_rng_state(rng)
                     outcome = ("guard", repr(e.expected), repr(e.actual))
                     why = describe_guard(spec, e)
             else:
@@ -275,6 +284,28 @@ class Dispatcher:
                 seen.add(id(node))
                 walk(node)
         return out
+
+
+def _draws_random(node: ir.Node) -> bool:
+    """Whether an extern node calls an aten op that reads torch's generator."""
+    name, _, overload = node.attrs["target"].removeprefix("aten::").partition(".")
+    try:
+        func = getattr(getattr(torch.ops.aten, name), overload or "default")
+    except AttributeError:
+        return True                 # unknown: assume it does
+    return torch.Tag.nondeterministic_seeded in func.tags
+
+
+def _rng_state():
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng_state(state) -> None:
+    cpu, cuda = state
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def _has_symbols(graph: ir.Graph) -> bool:

@@ -70,7 +70,8 @@ class NumbaExecutable:
                 if extern is None:
                     raise TraceJitError(f"graph {self.graph.name} calls extern "
                                         f"{fn.attrs['target']}: pass an extern callback")
-                res = [np.ascontiguousarray(r) for r in extern(fn, vals)]
+                # np.require keeps 0-d results 0-d (ascontiguousarray makes them 1-d)
+                res = [np.require(r, requirements="C") for r in extern(fn, vals)]
             env.update(zip(outs, res))
         fresh, seen = [], set()
         for i in self._result_ids:     # results that are inputs, or repeated, are copied
