@@ -258,16 +258,18 @@ BY_NAME = {c.name: c for c in CASES}
 # ---- playing a stream ------------------------------------------------------------------
 
 
-def run_stream(case: Case, fn: Callable, model: nn.Module, calls: list[Call]) -> list:
+def run_stream(case: Case, fn: Callable, model: nn.Module, calls: list[Call],
+               stdout: io.StringIO | None = None) -> list:
     """Outputs of ``fn`` over ``calls`` (``model`` is what the attributes are set on);
-    an exception becomes that call's output, so one failure does not hide the rest."""
+    an exception becomes that call's output, so one failure does not hide the rest.
+    What a printing forward prints goes to ``stdout`` (or nowhere)."""
     outs = []
     for i, call in enumerate(calls):
         for name, value in call.attrs.items():
             setattr(model, name, value)
         if case.seeded:
             torch.manual_seed(1000 + i)
-        sink = contextlib.redirect_stdout(io.StringIO()) if case.quiet else \
+        sink = contextlib.redirect_stdout(stdout or io.StringIO()) if case.quiet else \
             contextlib.nullcontext()
         try:
             with sink:
