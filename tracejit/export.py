@@ -29,6 +29,8 @@ import ir
 from codegen.onnx.builder import where_of
 from ir.errors import LoweringError
 from ir.passes import optimize
+from ir.passes.manager import MAX_ROUNDS, SIMPLIFYING
+from ir.passes.params import fold_parameters
 from ir.symbolic import generalize
 
 from .api import CompiledModule, trace
@@ -101,8 +103,8 @@ def export_onnx(model, example_args, path, *, dynamic_batch: bool = True, opset=
             tr = trace(model, *args)
             _check_externs(tr)
             graph, state = tr.graph, tr.capture.state
-    graph, _ = optimize(graph)
     weights = {name: t.detach().cpu().numpy() for name, t in state.items()}
+    graph, weights = _optimize(graph, weights)
     lowered = connx.lower_graph(graph, opset=opset, weights=weights, input_names=input_names,
                                 output_names=output_names,
                                 dynamic_dims={BATCH_SYMBOL: BATCH_NAME})
@@ -118,6 +120,23 @@ def export_onnx(model, example_args, path, *, dynamic_batch: bool = True, opset=
         size_bytes=sum(os.path.getsize(f) for f in files), nodes=len(lowered.model.graph.node),
         seconds=time.perf_counter() - start, dynamic_batch=dynamic_batch, traced_batch=batch,
         files=files, warnings=notes + list(lowered.warnings))
+
+
+def _optimize(graph: ir.Graph, weights: dict) -> tuple[ir.Graph, dict]:
+    """The simplifying passes, parameter folding (the weights are constants in the file),
+    then the simplifying passes again. No fusion: ONNX has no fused nodes, onnxruntime fuses
+    by itself, and the lowering would only inline the regions again."""
+    graph = _simplify(graph)
+    graph, weights = fold_parameters(graph, weights)
+    return _simplify(graph), weights
+
+
+def _simplify(graph: ir.Graph) -> ir.Graph:
+    for _ in range(MAX_ROUNDS):
+        graph, stats = optimize(graph, SIMPLIFYING)
+        if not any(p.changes for p in stats.passes):
+            break
+    return graph
 
 
 def _trains_differently(model) -> bool:

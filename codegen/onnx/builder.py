@@ -59,6 +59,7 @@ class Builder:
         self._count = itertools.count()
         self._consts: dict[tuple, str] = {}
         self._dims: dict[str, str] = {}
+        self.weights: dict[str, np.ndarray] = {}   # initializer name -> array (export only)
 
     # ---- names and nodes ----------------------------------------------------------------
 
@@ -90,15 +91,22 @@ class Builder:
 
     # ---- constants ----------------------------------------------------------------------
 
-    def const(self, array, dtype=None) -> str:
-        """An initializer holding ``array`` (deduplicated by content)."""
+    def const(self, array, dtype=None, name: str | None = None) -> str:
+        """An initializer holding ``array`` (deduplicated by content), named ``name`` when
+        that is free."""
         arr = np.array(array, dtype=dtype, order="C")   # keeps 0-d (ascontiguousarray does not)
         key = (arr.dtype.str, arr.shape, arr.tobytes())
         if key not in self._consts:
-            name = self.fresh("const")
+            name = self.reserve(name) if name and name not in self.used else self.fresh("const")
             self.initializers.append(numpy_helper.from_array(arr, name))
             self._consts[key] = name
         return self._consts[key]
+
+    def transposed(self, matrix: str) -> str:
+        """``matrix`` transposed: a transposed initializer when it is a known weight."""
+        if matrix in self.weights:
+            return self.const(self.weights[matrix].T, name=f"{matrix}.T")
+        return self.op("Transpose", [matrix], perm=[1, 0])
 
     def scalar(self, value, dtype: DType) -> str:
         return self.const(np.array(value, dtype=dtype.np))

@@ -171,6 +171,8 @@ def lower_graph(graph: Graph, *, opset: int = DEFAULT_OPSET, weights=None, input
             raise LoweringError(f"no weights given for {', '.join(missing)}")
         initializers = [_initializer(i.name, i.value.type, weights[i.name])
                         for i in graph.inputs if i.role != "input"]
+        b.weights = {onnx_name[i.value]: np.asarray(weights[i.name])
+                     for i in graph.inputs if i.role != "input"}
 
     out_names = (list(output_names) if output_names is not None else
                  ["output"] if len(graph.outputs) == 1 else
@@ -189,14 +191,13 @@ def lower_graph(graph: Graph, *, opset: int = DEFAULT_OPSET, weights=None, input
     for k, (v, expected) in enumerate(low.guard_values):
         guard_outs.append((b.reserve(f"guard_{k}"), expected))
         results.append((guard_outs[-1][0], v))
-    for name, v in results:
-        b.nodes.append(helper.make_node("Identity", [low.env[v]], [name], name=name))
+    _name_results(b, [(name, low.env[v]) for name, v in results])
 
     onnx_graph = helper.make_graph(
         b.nodes, graph.name or "graph",
         [_value_info(onnx_name[i.value], i.value.type, rename) for i in fed],
         [_value_info(name, v.type, rename) for name, v in results],
-        initializer=initializers + b.initializers)
+        initializer=_referenced(b.nodes, initializers, results, low.env) + b.initializers)
     model = helper.make_model(onnx_graph, producer_name="tracejit", ir_version=IR_VERSION[opset],
                               opset_imports=[helper.make_opsetid("", opset)])
     if low.warnings:
@@ -205,6 +206,37 @@ def lower_graph(graph: Graph, *, opset: int = DEFAULT_OPSET, weights=None, input
         check_model(model)
     return Lowered(model, [onnx_name[i.value] for i in fed], out_names, write_names,
                    guard_outs, low.warnings)
+
+
+def _referenced(nodes, initializers, results, env) -> list:
+    """The weight initializers some node or output reads (a weight whose only use was
+    replaced by a transposed copy is left out)."""
+    read = {name for node in nodes for name in node.input}
+    read.update(env[v] for _, v in results)
+    return [t for t in initializers if t.name in read]
+
+
+def _name_results(b: Builder, results: list[tuple[str, str]]) -> None:
+    """Give each graph output its name: the producing node's output is renamed (and its
+    uses), so no Identity is needed, except for an output that is a graph input, an
+    initializer, or a value already named by an earlier output."""
+    produced = {out for node in b.nodes for out in node.output}
+    rename: dict[str, str] = {}
+    for name, src in results:
+        if src in produced and src not in rename:
+            rename[src] = name
+        else:
+            b.nodes.append(helper.make_node("Identity", [rename.get(src, src)], [name],
+                                            name=name))
+    if not rename:
+        return
+    for node in b.nodes:
+        for k, v in enumerate(node.input):
+            if v in rename:
+                node.input[k] = rename[v]
+        for k, v in enumerate(node.output):
+            if v in rename:
+                node.output[k] = rename[v]
 
 
 def to_model(graph: Graph, *, opset: int = DEFAULT_OPSET, weights=None, input_names=None,

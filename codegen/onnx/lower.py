@@ -125,7 +125,10 @@ def _sign(b, node, x):
 
 @lowers("relu")
 def _relu(b, node, x):
-    """Max(x, 0) rather than Relu: it keeps NaN (as torch does) and covers integers."""
+    """Relu for floats (onnxruntime keeps NaN, as torch does, and fuses Conv/Gemm + Relu);
+    Max(x, 0) for integers, which Relu does not take in every opset."""
+    if _in(node).dtype.is_float:
+        return b.op("Relu", [x])
     return b.op("Max", [x, b.scalar(0, _in(node).dtype)])
 
 

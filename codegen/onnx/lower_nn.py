@@ -30,7 +30,7 @@ def _linear(b, node, x, weight, bias=None):
     fuses that pair back into one kernel)."""
     if _in(node).rank == 2:
         return b.op("Gemm", [x, weight, bias], transB=1)
-    y = b.op("MatMul", [x, b.op("Transpose", [weight], perm=[1, 0])])
+    y = b.op("MatMul", [x, b.transposed(weight)])
     return y if bias is None else b.op("Add", [y, bias])
 
 
