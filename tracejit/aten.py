@@ -41,9 +41,9 @@ def _dims(dim, rank):
 
 # ---- elementwise ----------------------------------------------------------------------------
 
-def _unary(op, **fixed):
+def _unary(op):
     def conv(tr, out, x, *args, **kwargs):
-        return tr.emit(op, [tr.operand(x, _dt(out))], **fixed)
+        return tr.emit(op, [tr.operand(x, _dt(out))])
     return conv
 
 
