@@ -239,7 +239,7 @@ def bmm(a, b):
     """Batched matrix product of (B, M, K) and (B, K, N) through BLAS."""
     out = np.empty((a.shape[0], a.shape[1], b.shape[2]), a.dtype)
     for i in range(a.shape[0]):
-        out[i] = np.dot(a[i], b[i])
+        np.dot(a[i], b[i], out[i])     # into the slice: array setitem is slow to compile
     return out
 
 
@@ -326,7 +326,7 @@ def attention(q, k, v, mask, mode, causal, scale):
                 tot += e
             for j in range(S):
                 s[i, j] = s[i, j] / tot if tot > 0 else 0.0
-        out[b] = np.dot(s.astype(q.dtype), v[b])
+        np.dot(s.astype(q.dtype), v[b], out[b])
     return out
 
 
