@@ -15,6 +15,7 @@ Writes benchmarks/results/dynamic.md and dynamic.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import io
 import json
@@ -66,7 +67,7 @@ def jit_trace(case, model, calls):
         setattr(model, name, value)
     if case.seeded:
         torch.manual_seed(1000)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         try:
             traced = torch.jit.trace(model, calls[0].args, check_trace=False)
@@ -190,12 +191,15 @@ def render(rows, guards, meta) -> tuple[Table, str]:
     for h in head:
         table.add_column(h, justify="left" if h in ("model", "dynamic", "note") else "right")
     md = ["# Dynamic models: tracejit vs torch.jit.trace vs eager", "",
-          f"{meta['date']}; {meta['machine']['cpu']}, torch threads 2; tracejit backend "
+          f"{meta['date']}; {meta['machine']['cpu']}, {meta['machine']['cores']} cores, load "
+          f"average {meta['machine']['load_average'][0]:.1f}, torch threads {meta['threads']}; "
+          "tracejit backend "
           f"`{meta['backend']}`. Each stream is played through eager (a deep copy), "
           "tracejit and torch.jit.trace (traced on the stream's first call). Wrong = "
           "outputs not within rtol 1e-4 / atol 1e-5 of eager. Times: median of "
           f"{meta['repeats']} interleaved stream passes, after a first pass (all "
-          "specialisations made), per call.", "",
+          "specialisations made), per call; seeded streams (dropout, random depth) include "
+          "the `torch.manual_seed` before each call in both columns.", "",
           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         note = r.get("jit_note") or ""
@@ -233,14 +237,17 @@ def main():
     ap.add_argument("--backend", default="numba-cpu")
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: on a busy machine, 2 spinning threads stall eager)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     repeats = 3 if args.quick else 15
     start = time.perf_counter()
     rows = [bench_case(c, args.backend, repeats) for c in CASES]
     guards = guard_overhead(args.backend, repeats)
-    meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine(),
-            "backend": args.backend, "repeats": repeats,
+    meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "machine": {**machine(), "torch_threads": args.threads},
+            "backend": args.backend, "repeats": repeats, "threads": args.threads,
             "wall_s": time.perf_counter() - start}
     table, md = render(rows, guards, meta)
     Console(width=200).print(table)
