@@ -3,6 +3,7 @@ of bad input in-process: exit 2, one line on stderr, no traceback, no file."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -55,11 +56,10 @@ def files(tmp_path_factory):
     """A model file and weight files: trained-looking, wrong keys, wrong shape, pickled."""
     d = tmp_path_factory.mktemp("export_cli")
     (d / "models.py").write_text(MODELS)
-    sys.path.insert(0, str(d))
-    try:
-        import models as user_models
-    finally:
-        sys.path.remove(str(d))
+    # by path and under its own name: another test may have imported examples/models.py
+    spec = importlib.util.spec_from_file_location("export_cli_models", d / "models.py")
+    user_models = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(user_models)
     torch.manual_seed(3)
     tiny = user_models.Tiny()
     with torch.no_grad():

@@ -32,6 +32,7 @@ from ir.types import TensorType
 from . import lower as _lower  # noqa: F401  (registers the rules)
 from . import lower_nn as _lower_nn  # noqa: F401
 from . import lower_views as _lower_views  # noqa: F401
+from .recurrent import Layer, find_layers, lower_layer
 from .builder import LOWERINGS, ONNX_DTYPE, Builder, where_of
 
 OPSETS = range(17, 22)
@@ -96,11 +97,17 @@ class _Lowering:
         self.warnings: list[str] = []
         self.b: Builder | None = None
         self.opset = opset
+        self.skip: dict[int, Layer] = {}     # id(node) -> the recurrent layer replacing it
+        self.weight_names = {i.value: i.name for i in graph.inputs if i.role != "input"}
 
     def nodes(self, nodes) -> None:
         for node in nodes:
             self.b.node = node
-            if node.op == "fused":
+            if id(node) in self.skip:
+                layer = self.skip[id(node)]
+                if node is layer.last:
+                    self.env.update(lower_layer(self.b, layer, self.env, self.weight_names))
+            elif node.op == "fused":
                 self.env.update(zip(node.region.params, (self.env[v] for v in node.inputs)))
                 self.nodes(node.region.nodes)
                 self.env.update(zip(node.outputs, (self.env[v] for v in node.region.results)))
@@ -183,6 +190,8 @@ def lower_graph(graph: Graph, *, opset: int = DEFAULT_OPSET, weights=None, input
     for name in out_names + list(write_names.values()):
         b.reserve(name)
 
+    for layer in find_layers(graph, b.weights, low.weight_names):
+        low.skip.update(dict.fromkeys(layer.nodes, layer))
     low.nodes(graph.nodes)
     b.node = None
     results = list(zip(out_names, graph.outputs))
