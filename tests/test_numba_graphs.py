@@ -177,3 +177,18 @@ def test_writes_and_outputs_never_alias_inputs():
         assert not np.shares_memory(o, arrays[0]) and o.flags.writeable
     _, writes = exe(arrays)
     assert set(writes) == {"rm", "rv"}
+
+
+def test_unfused_elementwise_run_shares_one_loop_and_exports_what_is_read_later():
+    g = Graph("run")
+    x, b = g.add_input("x", t(3, 5)), g.add_input("b", t(5))
+    n1, y = node("tanh", (x,), t(3, 5))
+    n2, z = node("add", (y, b), t(3, 5))            # broadcast input inside the run
+    n3, m = node("gt", (z, x), t(3, 5, dtype=DType.bool))
+    n4, s = node("sum", (y,), t(3), dims=(1,), keepdim=False)   # y read after the run
+    n5, w = node("where", (m, z, x), t(3, 5))
+    g.nodes += [n1, n2, n3, n4, n5]
+    g.outputs = [z, s, w]
+    rng = np.random.default_rng(3)
+    exe, _ = check(g, [rand(rng, 3, 5), rand(rng, 5)])
+    assert exe.source.count("for ") == 2 * 2         # tanh+add+gt in one nest, where in one

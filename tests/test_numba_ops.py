@@ -27,7 +27,8 @@ GAPS = {c.id: F16_REASON for c in ALL
         if any(x.dtype == np.float16 for x in c.inputs) or c.attrs.get("dtype") == "f16"}
 GAPS.update(KNOWN_GAPS)
 # The default run checks the first case of each op (all compiled as a few graphs); the
-# rest are marked slow (`-m "not slow"` skips them): each njit compilation costs ~0.1-1 s.
+# rest are marked slow, which pyproject's addopts excludes: `pytest -m slow` runs the sweep
+# (each njit compilation costs ~0.1-1 s).
 FIRST = {}
 for _c in ALL:
     if _c.id not in GAPS:

@@ -134,7 +134,7 @@ class Emitter:
     def generate(self):
         """Source text and the run plan: ("seg", name, arg ids, result ids) and
         ("extern", node, arg ids, result ids) steps over value ids."""
-        from .lower import lower_node
+        from .lower import lower_nodes
 
         ids: dict[Value, int] = {}
 
@@ -177,12 +177,12 @@ class Emitter:
             single = len(steps) == 1
             results = self.graph.result_values() if single else sorted(hands_on, key=vid)
             name = f"seg{k}"
-            src.append(self._function(name, step[1], args, results, input_alias, lower_node))
+            src.append(self._function(name, step[1], args, results, input_alias, lower_nodes))
             plan.append(("seg", name, [vid(v) for v in args], [vid(v) for v in results]))
         plan.append(("results", None, [vid(v) for v in self.graph.result_values()], []))
         return "\n".join(src), plan
 
-    def _function(self, name, nodes, args, results, input_alias, lower_node):
+    def _function(self, name, nodes, args, results, input_alias, lower_nodes):
         body = Body(self)
         env: dict[Value, Operand] = {}
         params = []
@@ -191,8 +191,7 @@ class Emitter:
             params.append(p)
             env[v] = Operand(p, v.type, True, input_alias.get(v, p))
         self._bind_symbols(body, env)
-        for node in nodes:
-            lower_node(body, node, env)
+        lower_nodes(body, nodes, env, set(results))
         outs, seen = [], set()
         for v in results:
             op = env[v]

@@ -207,6 +207,45 @@ def lower_elementwise(body: Body, nodes, params, args: list[Operand], results, i
 # ---- node dispatch ------------------------------------------------------------------------
 
 
+def lower_nodes(body: Body, nodes, env: dict[Value, Operand], keep) -> None:
+    """Lower ``nodes`` in order; consecutive elementwise nodes of one output shape share one
+    loop (each loop nest costs compile time), exporting only the values used after the run
+    or listed in ``keep``. 0-d constants emit no code and do not break a run."""
+    users: dict[Value, list[int]] = {}
+    for k, n in enumerate(nodes):
+        for v in n.inputs:
+            users.setdefault(v, []).append(k)
+    run: list[int] = []
+
+    def flush():
+        if not run:
+            return
+        members = [nodes[k] for k in run]
+        last = run[-1]
+        outs = [o for n in members for o in n.outputs
+                if o in keep or any(u > last for u in users.get(o, ()))]
+        free = _free_values(members)
+        if outs:                 # a run whose values nobody reads emits nothing
+            res = lower_elementwise(body, members, free, [env[v] for v in free], outs)
+            env.update(zip(outs, res))
+        run.clear()
+
+    for k, n in enumerate(nodes):
+        if n.op == "constant" and n.output.type.shape == ():
+            lower_node(body, n, env)
+        elif n.op in SCALAR and (not run or
+                                 n.output.type.shape == nodes[run[0]].output.type.shape):
+            run.append(k)
+        else:
+            flush()
+            if n.op in SCALAR:
+                run.append(k)
+            else:
+                lower_node(body, n, env)
+    flush()
+
+
+
 def lower_node(body: Body, node: Node, env: dict[Value, Operand]) -> None:
     ins = [env[v] for v in node.inputs]
     if node.op == "fused":
