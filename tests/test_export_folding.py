@@ -146,3 +146,15 @@ def test_an_input_returned_twice_keeps_identities():
                                providers=["CPUExecutionProvider"]).run(None, {"x": v})
     for g, w in zip(got, [v, np.maximum(v, 0), np.maximum(v, 0)]):
         np.testing.assert_array_equal(g, w)       # NaN stays NaN, as in torch
+
+
+def test_global_mean_pool_is_one_global_average_pool(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    path = tmp_path / "pool.onnx"
+    tracejit.export_onnx(model, torch.randn(2, 3, 7, 7), path)
+    assert "GlobalAveragePool" in [n.op_type for n in onnx.load(str(path)).graph.node]
+    x = torch.randn(3, 3, 7, 7)
+    s = session(path)
+    (got,) = s.run(None, {s.get_inputs()[0].name: x.numpy()})
+    np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=1e-4, atol=1e-5)

@@ -320,9 +320,15 @@ lowers("prod")(_reduce_rule("ReduceProd"))
 
 @lowers("mean")
 def _mean(b, node, x, dims, keepdim):
-    """ReduceMean of nothing gives 0 in onnxruntime; torch gives NaN, as sum / 0 does."""
+    """ReduceMean of nothing gives 0 in onnxruntime; torch gives NaN, as sum / 0 does.
+    A kept-dims mean over H, W of a small NCHW image is GlobalAveragePool (faster)."""
     axes = _axes(node, dims)
-    if dims == () or 0 not in _reduced(node, axes):
+    n = _reduced(node, axes)
+    image = _in(node).rank == 4 and _in(node).dtype.is_float and tuple(axes or ()) == (2, 3)
+    if keepdim and image and all(isinstance(d, int) and d > 0 for d in n) \
+            and n[0] * n[1] <= LONG_REDUCTION:
+        return b.op("GlobalAveragePool", [x])
+    if dims == () or 0 not in n:
         return _reduce_rule("ReduceMean")(b, node, x, dims, keepdim)
     return b.op("Div", [b.reduce("ReduceSum", x, axes, keepdim), b.scalar(0, _in(node).dtype)])
 
