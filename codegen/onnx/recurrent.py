@@ -49,6 +49,7 @@ class _Graph:
     def __init__(self, graph: Graph):
         self.users = graph.users()
         self.producer = {v: n for n in graph.nodes for v in n.outputs}
+        self.by_id = {id(n): n for n in graph.nodes}
 
     def one_user(self, v: Value, op: str) -> Node:
         users = self.users.get(v, [])
@@ -93,7 +94,7 @@ def _steps(g: _Graph, xp: Node) -> list[Node]:
     return [by_index[t] for t in range(x.shape[0])]
 
 
-def _recurrent(g: _Graph, gates_in: Value, step_x: Value, layer: Layer | None, h_prev):
+def _recurrent(g: _Graph, gates_in: Value, layer: Layer | None, h_prev):
     """``linear(h_prev, W_hh, b_hh)``: checks the weights match the earlier steps'."""
     rec = g.producer.get(gates_in)
     _need(rec is not None and rec.op == "linear" and len(g.users[gates_in]) == 1)
@@ -108,9 +109,9 @@ def _match_lstm(g: _Graph, xp: Node) -> Layer:
     sels = _steps(g, xp)
     hidden = xp.output.type.shape[-1] // 4
     layer, h, c = None, None, None
-    for t, sel in enumerate(sels):
+    for sel in sels:
         add = g.one_user(sel.output, "add")
-        rec, h_in, w, bias = _recurrent(g, _other(add, sel.output), sel.output, layer, h)
+        rec, h_in, w, bias = _recurrent(g, _other(add, sel.output), layer, h)
         split = g.one_user(add.output, "split")
         _need(norm_dim(split.attrs["dim"], 2) == 1 and split.attrs["sizes"] == (hidden,) * 4)
         i, f, gg, o = (g.one_user(v, op).output for v, op in zip(
@@ -146,7 +147,7 @@ def _match_gru(g: _Graph, xp: Node) -> Layer:
         hsplit = g.producer.get(hr)
         _need(hsplit is not None and hsplit.op == "split" and hsplit.outputs[:2] == (hr, hz))
         hn = hsplit.outputs[2]
-        rec, h_in, w, bias = _recurrent(g, hsplit.inputs[0], sel.output, layer, h)
+        rec, h_in, w, bias = _recurrent(g, hsplit.inputs[0], layer, h)
         r = g.one_user(r_add.output, "sigmoid").output
         z = g.one_user(z_add.output, "sigmoid").output
         rn = g.one_user(hn, "mul")
@@ -200,6 +201,7 @@ def _finish(g: _Graph, layer: Layer, order, weights, names) -> None:
     params = [layer.xp.inputs[1], layer.w_hh] + [v for v in (
         layer.xp.inputs[2] if len(layer.xp.inputs) > 2 else None, layer.b_hh) if v is not None]
     _need(all(names.get(v) in weights for v in params))
+    _need(layer.xp.output.type.dtype == DType.f32)   # onnxruntime's CPU kernels: float only
     stack = [n for n in g.users.get(layer.hs[0], []) if n.op == "stack"
              and norm_dim(n.attrs["dim"], 3) == 0 and list(n.inputs) == layer.hs]
     layer.stack = stack[0] if stack else None
@@ -207,22 +209,16 @@ def _finish(g: _Graph, layer: Layer, order, weights, names) -> None:
     last = max(order[i] for i in inside)
     free = set(layer.hs) | {layer.c_last}
     for i in inside:
-        node = _by_id(g, i)
+        node = g.by_id[i]
         for v in node.outputs:
             for user in g.users.get(v, []):
                 if id(user) in inside or user is layer.stack:
                     continue
                 _need(v in free and order[id(user)] > last)
                 layer.read.add(v)
-    layer.last = max((_by_id(g, i) for i in inside), key=lambda n: order[id(n)])
+    layer.last = max((g.by_id[i] for i in inside), key=lambda n: order[id(n)])
     if layer.stack is not None:
         layer.nodes = inside | {id(layer.stack)}
-
-
-def _by_id(g: _Graph, i: int) -> Node:
-    if not hasattr(g, "nodes_by_id"):
-        g.nodes_by_id = {id(n): n for n in g.producer.values()}
-    return g.nodes_by_id[i]
 
 
 def _gates(array: np.ndarray, kind: str) -> np.ndarray:
