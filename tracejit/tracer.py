@@ -78,7 +78,27 @@ def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
     (a0, a1), (b0, b1) = extent(a), extent(b)
     if a1 < b0 or b1 < a0:
         return False
-    return np.intersect1d(_offsets(a), _offsets(b), assume_unique=False).size > 0
+    if a.shape == b.shape and a.stride() == b.stride() and _disjoint_shift(a, b0 - a0):
+        return False
+    lo = min(a0, b0)
+    marks = np.zeros(max(a1, b1) - lo + 1, dtype=bool)
+    marks[_offsets(a) - lo] = True
+    return bool(marks[_offsets(b) - lo].any())
+
+
+def _disjoint_shift(t: torch.Tensor, shift: int) -> bool:
+    """Whether ``t`` and the same view moved by ``shift`` elements are disjoint (the chunks
+    of a split interleave this way). Sufficient test: for some dim, every larger stride is
+    a multiple of its stride s, the smaller dims span ``inner`` <= s elements, and the
+    shift modulo s lies in [inner, s - inner], so no element can land on another."""
+    shift = abs(shift)
+    dims = sorted(((s, n) for s, n in zip(t.stride(), t.shape) if n > 1), reverse=True)
+    for k, (stride, _) in enumerate(dims):
+        inner = sum((n - 1) * s for s, n in dims[k + 1:]) + 1
+        outer_aligned = all(s % stride == 0 for s, _ in dims[:k])
+        if outer_aligned and inner <= stride and inner <= shift % stride <= stride - inner:
+            return True
+    return False
 
 
 class Tracer(TorchDispatchMode):
