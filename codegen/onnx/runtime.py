@@ -13,7 +13,7 @@ import onnxruntime as ort
 
 from ir.errors import LoweringError
 from ir.graph import Graph
-from ir.ops import GuardFailed
+from ir.ops import GuardFailed, guard_holds
 
 from .export import DEFAULT_OPSET, lower_graph
 
@@ -65,7 +65,7 @@ class OrtExecutable:
         n, w = self.n_out, self.n_out + len(self.write_keys)
         for got, expected in zip(res[w:], self.expected):
             actual = got.item()
-            if not (actual == expected or (actual != actual and expected != expected)):
+            if not guard_holds(actual, expected):
                 raise GuardFailed(expected, actual)
         return res[:n], dict(zip(self.write_keys, res[n:w]))
 
