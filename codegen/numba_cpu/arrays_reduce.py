@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from ir.ops import GUARD_RTOL
 from ir.shapes import norm_dims
 
 from .arrays import (acc_ctor, canon, flat_or_empty, lowers, out_operand, permuted_copy,
@@ -179,6 +180,9 @@ def _guard(body, node, ins):
         e = repr(exp)
     g = body.tmp("g")
     body.line(f"{g} = {body.contig(x)}.ravel()[0]")
-    body.line(f"if not ({g} == {e} or ({g} != {g} and {e} != {e})):")
+    if isinstance(exp, float) and math.isfinite(exp):    # as ir.ops.guard_holds
+        body.line(f"if not abs({g} - {e}) <= {GUARD_RTOL!r} * abs({e}):")
+    else:
+        body.line(f"if not ({g} == {e} or ({g} != {g} and {e} != {e})):")
     body.line(f"    raise GuardFailed({e}, {g})")
     return []
