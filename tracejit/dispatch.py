@@ -1,7 +1,8 @@
 """The specialisations of one compiled callable, and how a call finds its own.
 
 A call's guard key (input structure, shapes, dtypes, devices, requires_grad, grad mode,
-``training`` of every submodule, which inputs are the same tensor) picks a root. Below a
+which inputs are the same tensor) picks a root; ``training`` and other plain attributes
+count where forward reads them (attribute guards, ``tracejit.state``). Below a
 root, specialisations form a tree keyed by guard outcomes: when a data-dependent guard
 in the graph, or a guard on a plain attribute forward read, sees another value, the
 call goes to the child made for that value, or is redone eagerly while tracing one.
@@ -121,7 +122,7 @@ class Dispatcher:
         tensors = leaves if fast else [t for t in leaves if isinstance(t, torch.Tensor)]
         key = (fast, tuple((t.shape, t.dtype, t.get_device(), t.requires_grad)
                            if isinstance(t, torch.Tensor) else (type(t), t) for t in leaves),
-               tuple(m.training for m in self.modules), grad, _aliasing(tensors))
+               grad, _aliasing(tensors))
         node = self.roots.get(key) or self._match_dynamic(key)
         if node is None:
             return self._specialize(key, args, kwargs, None)
@@ -378,14 +379,12 @@ def describe_change(old, new) -> str:
     """Which part of the guard key differs between two calls, in words."""
     if old is None:
         return "first call"
-    _, old_meta, old_train, old_grad, old_alias = old
-    _, new_meta, new_train, new_grad, new_alias = new
+    _, old_meta, old_grad, old_alias = old
+    _, new_meta, new_grad, new_alias = new
     if old_alias != new_alias:
         return f"which inputs are the same tensor changed {old_alias} -> {new_alias}"
     if old_grad != new_grad:
         return f"grad mode changed {old_grad} -> {new_grad}"
-    if old_train != new_train:
-        return "module.training changed"
     if len(old_meta) != len(new_meta):
         return f"number of inputs changed {len(old_meta)} -> {len(new_meta)}"
     for i, (a, b) in enumerate(zip(old_meta, new_meta)):

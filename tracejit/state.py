@@ -105,7 +105,7 @@ def watch(root: nn.Module | None, record: StateRecord):
 
     def getattribute(self, name):
         value = real_get(self, name)
-        if not name.startswith("_") and name != "training" and is_plain(value):
+        if not name.startswith("_") and is_plain(value):
             d = real_get(self, "__dict__")
             if name in d:
                 record.reads.setdefault((id(self), name), (self, name, value))
