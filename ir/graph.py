@@ -146,6 +146,17 @@ class Graph:
         return print_graph(self)
 
 
+def free_values(nodes) -> list[Value]:
+    """Values the nodes use but do not define, in first-use order (a region's params)."""
+    defined, free = set(), []
+    for n in nodes:
+        for v in n.inputs:
+            if v not in defined and v not in free:
+                free.append(v)
+        defined.update(n.outputs)
+    return free
+
+
 def _key(v):
     if isinstance(v, float):
         return ("float", repr(v))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ir.errors import LoweringError
-from ir.graph import Node, Value
+from ir.graph import Node, Value, free_values
 from ir.types import DType
 
 from .emit import Body, Operand, ctor, lit
@@ -224,7 +224,7 @@ def lower_nodes(body: Body, nodes, env: dict[Value, Operand], keep) -> None:
         last = run[-1]
         outs = [o for n in members for o in n.outputs
                 if o in keep or any(u > last for u in users.get(o, ()))]
-        free = _free_values(members)
+        free = free_values(members)
         if outs:                 # a run whose values nobody reads emits nothing
             res = lower_elementwise(body, members, free, [env[v] for v in free], outs)
             env.update(zip(outs, res))
@@ -277,7 +277,7 @@ def _lower_fused(body: Body, node: Node, ins):
         (t,) = ARRAY[head.op](body, head, [env[v] for v in head.inputs])
         env[head.output] = t
         rest = region.nodes[1:]
-        used = [v for v in _free_values(rest) if v in env]
+        used = [v for v in free_values(rest) if v in env]
         into = t.var if (results[0].type == t.type and head.output not in results
                          and t.alias is None) else None
         return lower_elementwise(body, rest, used, [env[v] for v in used], results, into=into)
@@ -285,16 +285,6 @@ def _lower_fused(body: Body, node: Node, ins):
     for n in region.nodes:
         lower_node(body, n, env)
     return [env[r] for r in results]
-
-
-def _free_values(nodes) -> list[Value]:
-    defined, free = set(), []
-    for n in nodes:
-        for v in n.inputs:
-            if v not in defined and v not in free:
-                free.append(v)
-        defined.update(n.outputs)
-    return free
 
 
 from .arrays import ARRAY  # noqa: E402  (ARRAY lowerings use emit_loop from this module)

@@ -13,7 +13,7 @@ import math
 
 from codegen.numba_cpu.lower import loopable
 from ir.errors import LoweringError
-from ir.graph import Graph, Value
+from ir.graph import Graph, Value, free_values
 from ir.interpreter import resolve_attr
 from ir.opdef import OPS
 
@@ -125,7 +125,7 @@ class Generator:
 
     def scalar_exprs(self, k: Kernel, nodes, o, results, binds=None):
         env = dict(binds or {})
-        for v in _free(nodes):
+        for v in free_values(nodes):
             if v not in env:
                 env[v] = k.bload(v, o)
         env = k.scalar_nodes(nodes, env)
@@ -212,16 +212,6 @@ class Generator:
     def _empty(self, outs) -> None:
         """Outputs with no elements: allocated, nothing launched."""
         self.steps.append(("alloc", [self.vid(v) for v in outs]))
-
-
-def _free(nodes) -> list[Value]:
-    defined, free = set(), []
-    for n in nodes:
-        for v in n.inputs:
-            if v not in defined and v not in free:
-                free.append(v)
-        defined.update(n.outputs)
-    return free
 
 
 def generate(graph: Graph, symbols: dict, simulator: bool) -> Generator:
