@@ -18,7 +18,8 @@ METHOD = {
     "latency": "median per-call time of interleaved round-robin blocks (~30 ms each, 10 ms "
                "in --quick) over all systems, after 3 warm-up calls; spread is p10/p90",
     "compile_cold": "fresh process, empty TRACEJIT/NUMBA/TORCHINDUCTOR cache folders: "
-                    "(build + first call) - one eager call",
+                    "(build + first two calls) - two eager calls (tracejit's first call traces "
+                    "eagerly; Numba compiles on the first compiled call)",
     "compile_warm": "fresh process, the caches the cold run filled (systems with a disk "
                     "cache only)",
     "steady_state": "the latency columns (compiled code, caches hot, per call)",
@@ -127,7 +128,8 @@ def markdown(data) -> str:
            "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".  ",
            f"Run: {'--quick, ' if data['options']['quick'] else ''}"
            f"{data['options']['repeats']} interleaved rounds, {data['wall_s']:.0f} s wall.  ",
-           f"ONNX reference export: {data['onnx_exporter'] or 'not run'}.", "",
+           f"ONNX reference export: {data['onnx_exporter'] or 'not run'}.  ",
+           f"Note: {data['notes']}." if data.get("notes") else "", "",
            "## Latency per call: median µs (p10–p90), speed-up vs eager", "",
            "| model | batch | " + " | ".join(systems_) + " |",
            "|---|---|" + "---|" * len(systems_)]

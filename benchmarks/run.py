@@ -13,7 +13,9 @@ and speedup.png under --out (default benchmarks/results).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -42,6 +44,9 @@ def parse_args(argv):
     ap.add_argument("--probes", help="systems whose cold/warm compile and memory are "
                     "measured in fresh processes: comma list or 'none' (default: all; "
                     "--quick: tracejit-numba,tracejit-onnx)")
+    ap.add_argument("--system-timeout", type=float, default=180.0,
+                    help="seconds allowed for one system's build, first call and warm-up "
+                    "in this process; beyond it the system is reported as timed out")
     ap.add_argument("--out", type=Path, default=RESULTS, help="folder for the results")
     args = ap.parse_args(argv)
     args.models = _pick(args.models, zoo.ZOO, [n for n, e in zoo.ZOO.items()
@@ -113,6 +118,20 @@ def _reuse_probe_cache(folder: Path, system: str) -> None:
                 os.environ[var] = str(folder / var.lower())
 
 
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    """Raise TimeoutError in this (main) thread after ``seconds``, via SIGALRM."""
+    def expire(signum, frame):
+        raise TimeoutError(f"build, first call and warm-up took over {seconds:.0f} s")
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
 def _latency(args, model_name, batch, progress, task) -> list[dict]:
     """Build every system, check it against eager, then time all of them interleaved."""
     model = zoo.build(model_name)
@@ -128,12 +147,16 @@ def _latency(args, model_name, batch, progress, task) -> list[dict]:
         progress.update(task, description=f"{model_name} x{batch}: build {name}")
         _reuse_probe_cache(args.workdir / model_name / name, name)
         try:
-            t = time.perf_counter()
-            f = systems.SYSTEMS[name].build(model, x, args.workdir / "inproc" / model_name)
-            f(x)
-            row["first_call_s"] = time.perf_counter() - t
-            for _ in range(3):                   # warm-up
-                out = f(x)
+            with _time_limit(args.system_timeout):
+                t = time.perf_counter()
+                f = systems.SYSTEMS[name].build(model, x, args.workdir / "inproc" / model_name)
+                f(x)
+                row["first_call_s"] = time.perf_counter() - t
+                t = time.perf_counter()
+                f(x)                             # Numba compiles on the first compiled call
+                row["second_call_s"] = time.perf_counter() - t
+                for _ in range(3):               # warm-up
+                    out = f(x)
             row["max_abs_err"] = float((out.double() - ref).abs().max())
             fns[name] = f
         except Exception as e:                   # reported in the table, never dropped
