@@ -1,5 +1,6 @@
 """A short tour of tracejit: trace a model, read its IR before and after the passes,
-check that compiled results equal eager ones, and time eager against compiled.
+check that compiled results equal eager ones, time eager against compiled, and export
+the model to ONNX and run the file in onnxruntime.
 
     python examples/demo.py            # the tour
     python examples/demo.py --quick    # fewer timing repeats (used by the tests)
@@ -10,9 +11,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import onnxruntime
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -60,8 +63,9 @@ def main() -> None:
         "PreNormMLP 1x16x64": (models.PreNormMLPBlock(), torch.randn(1, 16, 64)),
     }
     console.rule("3. Compiled equals eager, and how long a call takes (batch 1)")
-    table = Table("model", "eager µs", *(f"{b} µs" for b in backends),
-                  *(f"speed-up {b}" for b in backends), "max |diff|")
+    short = {"numba-cpu": "numba", "onnxruntime": "ort"}
+    table = Table("model", "eager µs", *(f"{short.get(b, b)} µs" for b in backends),
+                  *(f"{short.get(b, b)} ×" for b in backends), "max |diff|")
     for name, (m, inp) in zoo.items():
         m.eval()
         compiled = {b: tracejit.compile(m, backend=b) for b in backends}
@@ -78,6 +82,18 @@ def main() -> None:
     console.print(table)
     console.print("Timings are medians of short runs on this machine; "
                   "benchmarks/ has the careful comparison.")
+
+    console.rule("4. Export to ONNX and run the file in onnxruntime")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "simplenn.onnx"
+        report = tracejit.export_onnx(model, (x,), path)
+        print(report)
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        batch = torch.randn(5, 784)                       # the batch dimension is symbolic
+        (got,) = session.run(None, {session.get_inputs()[0].name: batch.numpy()})
+        with torch.no_grad():
+            diff = float((torch.from_numpy(got) - model(batch)).abs().max())
+        console.print(f"onnxruntime at batch 5 vs eager: max |diff| {diff:.1e}")
 
 
 if __name__ == "__main__":
