@@ -235,3 +235,19 @@ def test_float_guards_allow_reduction_order_but_not_real_changes(backend):
             torch.testing.assert_close(f(y), y / y.sum())
     assert dispatcher(f).count == 2
     assert compiled_calls(f) == 3
+
+
+def test_batchnorm_training_writes_back_through_numba_entry():
+    """Buffer writes come back from the compiled entry point and land in the buffers."""
+    import copy
+    torch.manual_seed(0)
+    model = models.ResBlock().train()
+    ref = copy.deepcopy(model)
+    compiled = tracejit.compile(model, backend="numba-cpu")
+    with torch.no_grad():
+        for _ in range(3):
+            x = torch.randn(4, 3, 8, 8)
+            torch.testing.assert_close(compiled(x), ref(x), rtol=1e-4, atol=1e-5)
+    for name, buf in model.named_buffers():
+        torch.testing.assert_close(buf, dict(ref.named_buffers())[name], rtol=1e-5, atol=1e-6)
+    assert compiled_calls(compiled) == 2

@@ -79,7 +79,6 @@ class Specialization:
         # the lean path: the backend's compiled entry point, called with NumPy views
         self.entry = getattr(exe, "entry", None)
         self.n_outputs = len(self.graph.outputs)
-        self.write_names = tuple(self.graph.writes)
         cap = self.capture
         self.single = cap.out_spec.is_leaf()
         self.leaf_pos = [x if isinstance(x, int) and not isinstance(x, bool) else None
@@ -91,13 +90,16 @@ class Specialization:
         entry = self.entry
         if entry is not None and all(t.is_contiguous() for t in tensors) and \
                 all(s.contiguous for s in self.states):
-            res = entry(*arrays)
-            n = self.n_outputs
-            outs, writes = res[:n], dict(zip(self.write_names, res[n:]))
+            outs = entry(*arrays)
+            if self.writes:
+                n = self.n_outputs
+                outs, written = outs[:n], outs[n:]
+                for (_, view), value in zip(self.writes, written):
+                    view.get()[...] = value
         else:
             outs, writes = self.executable(arrays, extern=numpy_extern)
-        for name, view in self.writes:
-            view.get()[...] = writes[name]
+            for name, view in self.writes:
+                view.get()[...] = writes[name]
         self.calls += 1
         if self.single:
             return torch.from_numpy(outs[0])
