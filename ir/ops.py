@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import reference as R
-from .opdef import OPS, REQUIRED, Flag, defop
+from .opdef import REQUIRED, Flag, defop
 from .shapes import (TypeRuleError, broadcast, broadcast_to_bool, norm_dim, norm_dims,
                      numel, pool_out, reduction, same_as, same_dtypes)
 from .types import DType, TensorType, parse_type
