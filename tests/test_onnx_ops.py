@@ -18,7 +18,7 @@ from opcases import cases, check_case, single_op_graph
 
 KNOWN_GAPS = {
     "conv2d-f64": "onnxruntime has no float64 Conv kernel (the ONNX model itself is valid; "
-                  "tracejit runs such graphs on another backend)",
+                  "backend='onnxruntime' raises a LoweringError naming the missing kernel)",
     "avg_pool2d-f64": "onnxruntime has no float64 AveragePool kernel (as above)",
     "max_pool2d-edge": "onnxruntime's MaxPool skips NaN inside a window where torch "
                        "propagates it; patching it would double the cost of every max pool",
