@@ -41,3 +41,18 @@ def test_no_gpu_and_no_simulator_is_a_clear_error():
     g.outputs = [y]
     with pytest.raises(LoweringError, match="NUMBA_ENABLE_CUDASIM=1"):
         compile_graph(g, "numba-cuda")
+
+
+def test_compiled_model_without_gpu_or_simulator_says_what_to_do():
+    from numba import config, cuda
+    if config.ENABLE_CUDASIM or cuda.is_available():
+        pytest.skip("a GPU or the simulator is available here")
+    import torch
+
+    import tracejit
+    compiled = tracejit.compile(torch.nn.Linear(3, 2), backend="numba-cuda")
+    with torch.no_grad(), pytest.raises(tracejit.TraceJitError) as info:
+        compiled(torch.randn(1, 3))
+    message = str(info.value)
+    assert "no usable NVIDIA GPU" in message and "NUMBA_ENABLE_CUDASIM=1" in message
+    assert "backend='numba-cpu'" in message

@@ -18,7 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("module", ["cuda_sim_ops.py", "cuda_sim_models.py"])
+@pytest.mark.parametrize("module", ["cuda_sim_ops.py", "cuda_sim_models.py",
+                                    "cuda_sim_interop.py"])
 def test_on_cuda_simulator(module, tmp_path):
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "TRACEJIT_CACHE_DIR": str(tmp_path)}
     env.pop("PYTEST_XDIST_WORKER", None)

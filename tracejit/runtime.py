@@ -83,6 +83,9 @@ class Specialization:
         self.single = cap.out_spec.is_leaf()
         self.leaf_pos = [x if isinstance(x, int) and not isinstance(x, bool) else None
                          for x in cap.out_leaves]
+        if getattr(exe, "device_kind", None) == "cuda":
+            from .cuda_interop import device_runner   # CUDA tensors stay on the device
+            self.run = device_runner(self)
 
     def run(self, tensors: list[torch.Tensor]):
         arrays = [t.detach().numpy() if d else t.numpy() for t, d in zip(tensors, self.detach)]

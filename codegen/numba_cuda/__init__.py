@@ -1,7 +1,8 @@
 """The numba-cuda backend: one generated module of ``numba.cuda`` kernels per graph.
 
 ``compile(graph, options) -> CudaExecutable``; see runtime.py for the calling convention
-(device arrays or NumPy, ``options["alloc"]``, ``options["stream"]``) and plan.py for how
+(device arrays or NumPy; allocator and stream per call or from ``options["alloc"]``,
+``options["stream"]``; tracejit/cuda_interop.py passes torch's) and plan.py for how
 fused regions become kernels. Without a GPU, set ``NUMBA_ENABLE_CUDASIM=1`` before numba is
 first imported: the same kernels then run on numba's CUDA simulator (slowly: a Python
 thread per CUDA thread, so keep shapes tiny). Generated modules are cached like the CPU
@@ -37,7 +38,9 @@ def _cuda():
     if not cuda.is_available():
         raise NoCudaDeviceError(
             "backend 'numba-cuda' found no usable NVIDIA GPU (numba.cuda.is_available() is "
-            "False). Use backend='numba-cpu', or run the kernels on numba's CUDA simulator by "
+            "False: no GPU, or numba-cuda cannot load its driver and cuda-bindings, even if "
+            "torch.cuda works; `numba -s` says which). Use backend='numba-cpu' with CPU "
+            "tensors, or run the kernels on numba's CUDA simulator (CPU tensors only) by "
             "setting NUMBA_ENABLE_CUDASIM=1 in the environment before numba is imported.")
     return cuda, False
 
