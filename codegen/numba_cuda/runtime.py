@@ -40,6 +40,22 @@ class Specialisation:
         self.module = cache.load(cache.module_key(key_text), self.source)
         self.path = getattr(self.module, "__file__", None)
         self.consts: dict[int, object] = {}      # value id -> device array, made once
+        keep = {self.ids[v] for v in graph.result_values()}
+        self.drops = _drops(self.steps, keep)
+
+
+def _drops(steps, keep) -> list[tuple[int, ...]]:
+    """Per step, the buffers no later step reads: released then, so the allocator can
+    reuse their memory within the call (stream order makes that safe)."""
+    last: dict[int, int] = {}
+    for k, step in enumerate(steps):
+        for i in READS[step[0]](step):
+            last[i] = k
+    out: list[list[int]] = [[] for _ in steps]
+    for i, k in last.items():
+        if i not in keep:
+            out[k].append(i)
+    return [tuple(d) for d in out]
 
 
 class Call:
@@ -109,13 +125,16 @@ class CudaExecutable:
         spec = self.specialise(_symbols(self.graph, [s for _, s in pairs]))
         call = Call(spec, {i: buf for i, (buf, _) in enumerate(pairs)}, stream,
                     alloc or self.alloc, extern, extern_on_device)
-        for step in spec.steps:
+        env = call.env
+        for step, drop in zip(spec.steps, spec.drops):
             STEP[step[0]](self, call, step)
+            for i in drop:
+                del env[i]
         # inputs, kept constants and repeated results are copied: an output is always fresh
         results, taken = [], [buf for buf, _ in pairs] + list(spec.consts.values())
         for v in self.graph.result_values():
             i = spec.ids[v]
-            buf = call.env[i]
+            buf = env[i]
             if any(buf is t for t in taken):
                 fresh = call.new(i)
                 fresh.copy_to_device(buf, stream=stream)
@@ -187,3 +206,6 @@ def _symbols(graph: Graph, shapes) -> dict:
 STEP = {"launch": CudaExecutable._launch, "alias": CudaExecutable._alias,
         "const": CudaExecutable._const, "alloc": CudaExecutable._alloc,
         "guard": CudaExecutable._guard, "extern": CudaExecutable._extern}
+READS = {"launch": lambda s: s[4] + s[5], "alias": lambda s: (s[1], s[2]),
+         "const": lambda s: (s[1],), "alloc": lambda s: s[1], "guard": lambda s: (s[1],),
+         "extern": lambda s: s[2] + s[3]}
