@@ -100,7 +100,7 @@ class DeviceRun:
 
         def extern(node, arrays):
             outs = call_extern_torch(node, [glue.to_tensor(a, device) for a in arrays])
-            return [glue.as_array(o.detach().contiguous()) for o in outs]
+            return [glue.as_array(_on(o.detach(), device)) for o in outs]
 
         arrays = [glue.as_array(_on(t.detach() if d else t, device))
                   for t, d in zip(tensors, spec.detach)]
@@ -125,7 +125,7 @@ def _on(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t if t.is_contiguous() else t.contiguous()
 
 
-def cuda_device(tensors, states) -> torch.device | None:
+def _cuda_device(tensors, states) -> torch.device | None:
     """The CUDA device of a call (its first CUDA input, else parameter), or None."""
     for t in tensors:
         if t.is_cuda:
@@ -143,15 +143,15 @@ def device_runner(spec):
     host = type(spec).run.__get__(spec)
     sim = spec.executable.simulator
     if sim and _traced_on_cuda(spec.capture):
-        raise simulator_error()
+        raise _simulator_error()
     device = DeviceRun(spec) if not sim else None
 
     def run(tensors):
-        where = cuda_device(tensors, spec.states)
+        where = _cuda_device(tensors, spec.states)
         if where is None:
             return host(tensors)
         if sim:
-            raise simulator_error()
+            raise _simulator_error()
         if where.index:
             with _numba_cuda().gpus[where.index]:
                 return device(tensors, where)
@@ -164,7 +164,7 @@ def _traced_on_cuda(capture) -> bool:
     return any(isinstance(t, torch.Tensor) and t.is_cuda for t in leaves)
 
 
-def simulator_error() -> CudaSimulatorError:
+def _simulator_error() -> CudaSimulatorError:
     return CudaSimulatorError(
         "backend 'numba-cuda' runs on numba's CUDA simulator here (NUMBA_ENABLE_CUDASIM=1), "
         "which cannot read CUDA tensors. Pass CPU tensors to simulate the kernels, or unset "
