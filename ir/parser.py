@@ -20,7 +20,8 @@ _NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 _STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 _NUMBER = re.compile(r"-?\d+(?:\.\d*)?(?:[eE][+-]?\d+)?")
-_DIM = re.compile(r"\d+\*[A-Za-z_][A-Za-z0-9_]*|\d+|[A-Za-z_][A-Za-z0-9_]*")  # 64, B, 5*B
+_SYM = r"[A-Za-z_][A-Za-z0-9_]*"
+_DIM = re.compile(rf"(?:\d+\*)?{_SYM}(?:\*{_SYM})*|\d+")  # 64, B, 5*B, 4*B*S
 _WORDS = {"none": None, "true": True, "false": False, "inf": float("inf"),
           "nan": float("nan")}
 _NEGATED = {"inf": float("-inf"), "nan": float("nan")}

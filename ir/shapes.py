@@ -90,6 +90,12 @@ def numel(shape) -> int | None:
 def pool_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
     """Output length of a pooling/conv window, as torch computes it."""
     eff = d * (k - 1) + 1
+    if not isinstance(size, int):
+        # a symbolic size passes unchanged through a "same" window and nothing else
+        if s == 1 and 2 * p == eff - 1:
+            return size
+        raise TypeRuleError(f"window (kernel {k}, stride {s}, padding {p}) over symbolic "
+                            f"size {size}: the output size is not a product of symbols")
     span = size + 2 * p - eff
     out = (-(-span // s) if ceil_mode else span // s) + 1
     if ceil_mode and (out - 1) * s >= size + p:
@@ -97,16 +103,30 @@ def pool_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
     return out
 
 
-def scaled_dim(symbol: str, k: int) -> str:
-    """The dimension ``k * symbol`` (``"6*B"``): flattening a symbolic batch makes these."""
-    return symbol if k == 1 else f"{k}*{symbol}"
+def product_dim(k: int, symbols) -> str:
+    """The dimension ``k * s1 * s2 ...`` as text (``"6*B"``, ``"B*S"``): flattening symbolic
+    dimensions together makes these. Symbols sort; a factor of 1 is left out."""
+    return "*".join(([str(k)] if k != 1 else []) + sorted(symbols))
+
+
+def dim_factors(d: str) -> tuple[int, tuple[str, ...]]:
+    """Inverse of ``product_dim``: ``"6*B*S"`` -> (6, ("B", "S"))."""
+    k, syms = 1, []
+    for part in d.split("*"):
+        if part.isdigit():
+            k *= int(part)
+        else:
+            syms.append(part)
+    return k, tuple(syms)
 
 
 def eval_dim(d, symbols: dict[str, int]):
     """A dimension's size given the bound symbols; unbound symbols stay as they are."""
     if not isinstance(d, str):
         return d
-    k, star, sym = d.partition("*")
-    if not star:
-        return symbols.get(d, d)
-    return int(k) * symbols[sym] if sym in symbols and k.isdigit() else d
+    k, syms = dim_factors(d)
+    if not all(sym in symbols for sym in syms):
+        return d
+    for sym in syms:
+        k *= symbols[sym]
+    return k

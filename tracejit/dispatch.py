@@ -6,9 +6,12 @@ count where forward reads them (attribute guards, ``tracejit.state``). Below a
 root, specialisations form a tree keyed by guard outcomes: when a data-dependent guard
 in the graph, or a guard on a plain attribute forward read, sees another value, the
 call goes to the child made for that value, or is redone eagerly while tracing one.
-With ``dynamic`` not False, a key that differs from a known one only in the size of one
-dimension (both sizes >= 2) is traced once more and the two traces are merged into a
-graph with a symbolic size (``ir.symbolic.generalize``), which then serves every size.
+With ``dynamic`` not False, a key that differs from a known one only in sizes (>= 2) is
+merged with it: the traces behind it and this one become one graph in which each changed
+size is a symbol (``ir.symbolic.generalize_traces``); a later change of another size adds
+a symbol to that graph (``f32[B,S,64]``), rather than one specialisation per size. With
+``dynamic=True`` probe traces at other sizes make every dimension the model lets vary
+symbolic from the first call.
 
 Invariant (DESIGN §4): a call never silently returns something eager would not.
 """
@@ -23,15 +26,16 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 import codegen
 import ir
-from ir.symbolic import generalize
+from ir.symbolic import generalize_traces
 
 from .capture import Capture, capture
 from .errors import TraceJitError
 from .runtime import Specialization, StateView, TraceJitWarning, optimize, state_source
+from .sizes import env_at, masked, size_changes, size_groups, symbol_name
 from .state import describe_guard_failure, guards_hold
 
 
@@ -58,11 +62,19 @@ class SpecNode:
 
 @dataclass
 class DynamicEntry:
-    """A symbolic specialisation: serves keys equal to ``masked`` outside ``positions``."""
+    """A symbolic specialisation: serves keys equal to ``masked`` outside its symbols'
+    positions where each symbol's positions share one size >= 2. ``traces`` are the raw
+    graphs it was merged from, each with its sizes: when another size changes later, they
+    are merged again with the new trace into a graph with one more symbol."""
 
     masked: tuple
-    positions: tuple            # (leaf index, axis) pairs that share the symbol
+    symbols: dict               # symbol -> ((leaf index, axis), ...) that share it
+    traces: list                # (raw graph, {symbol: size}) pairs
     node: SpecNode
+
+    @property
+    def positions(self) -> tuple:
+        return tuple(p for ps in self.symbols.values() for p in ps)
 
 
 @dataclass
@@ -84,6 +96,9 @@ class Dispatcher:
     eager_runs: dict = field(default_factory=dict)     # reason -> EagerRun
     failures: Counter = field(default_factory=Counter)  # described guard failures
     gave_up: str | None = None
+    probes: int = 0             # extra traces dynamic=True took to find its symbols
+    probe_ms: float = 0.0       # time those probes and their merges took
+    unprobed: set = field(default_factory=set)   # keys, sizes blanked, probes gave up on
 
     def __post_init__(self):
         self.limit = int(self.options.get("max_specializations", 8))
@@ -182,7 +197,7 @@ class Dispatcher:
         else:
             tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
             node = (parent is None and (self._generalize(key, cap, tensors) or
-                                        self._probe_batch(key, cap, args, kwargs, tensors))) \
+                                        self._probe(key, cap, args, kwargs, tensors))) \
                 or SpecNode(self._compile(cap, cap.graph, tensors))
         if parent is None:
             self.roots[key] = node
@@ -210,61 +225,130 @@ class Dispatcher:
 
     def _match_dynamic(self, key) -> SpecNode | None:
         for entry in self.dynamic_entries:
-            sizes = _sizes_at(key, entry.positions)
-            if sizes and len(set(sizes)) == 1 and sizes[0] >= 2 and \
-                    _masked(key, entry.positions) == entry.masked:
+            if env_at(key, entry.symbols) is not None and \
+                    masked(key, entry.positions) == entry.masked:
                 return entry.node
         return None
 
     def _generalize(self, key, cap: Capture, tensors) -> SpecNode | None:
-        """Merge this trace with an earlier one that differs in one size, if any."""
+        """Merge this trace with the traces behind a symbolic entry, or with a static one,
+        where the keys differ only in sizes: each newly changed size becomes a symbol."""
         if self.dynamic is False:
             return None
-        for old_key, old in list(self.roots.items()):
-            spec = old.spec
-            if not isinstance(spec, Specialization) or _has_symbols(spec.capture.graph):
+        bases = [(e.symbols, e.traces, e.masked, e) for e in self.dynamic_entries]
+        bases += [({}, [(old.spec.capture.graph, {})], old_key, None)
+                  for old_key, old in self.roots.items()
+                  if isinstance(old.spec, Specialization) and not _has_symbols(old.spec.graph)]
+        for symbols, traces, base_key, entry in bases:
+            env = env_at(key, symbols)
+            changes = env is not None and size_changes(
+                base_key, masked(key, tuple(p for ps in symbols.values() for p in ps)))
+            if not changes:
                 continue
-            diff = _size_change(old_key, key)
-            if diff is None:
-                continue
-            positions, (a, b) = diff
-            symbol = "B" if all(axis == 0 for _, axis in positions) else "S"
-            merged = generalize(spec.capture.graph, cap.graph, (a, b), symbol)
-            if merged is None:
-                continue
-            try:
-                node = SpecNode(self._compile(cap, merged, tensors))
-            except TraceJitError:
-                return None         # the backend cannot take symbols: stay static
-            self.dynamic_entries.append(DynamicEntry(_masked(key, positions), positions, node))
-            return node
+            symbols, before = dict(symbols), {}
+            for (old_size, new_size), positions in changes.items():
+                name = symbol_name(key, positions, symbols)
+                symbols[name], before[name], env[name] = positions, old_size, new_size
+            graphs = [g for g, _ in traces] + [cap.graph]
+            envs = [{**e, **before} for _, e in traces] + [env]
+            node = self._merge(key, cap, tensors, graphs, envs, symbols)
+            if node is not None:
+                if entry is not None:
+                    self.dynamic_entries.remove(entry)      # the new entry covers its keys
+                return node
         return None
 
-    def _probe_batch(self, key, cap: Capture, args, kwargs, tensors) -> SpecNode | None:
-        """dynamic=True: trace once more with one more row in dim 0 of every input and
-        merge, so the batch is symbolic from the first call. Only for graphs without
-        side effects (buffer writes, externs such as RNG ops), since the probe runs them."""
-        if self.dynamic is not True or cap.graph.writes or cap.externs or not tensors:
-            return None
-        n = tensors[0].shape[0] if tensors[0].dim() else 0
-        if n < 2 or any(t.dim() == 0 or t.shape[0] != n for t in tensors):
-            return None
-        probe_args, probe_kwargs = tree_map(
-            lambda x: torch.cat([x, x[:1]]) if isinstance(x, torch.Tensor) else x,
-            (args, kwargs))
-        probe = capture(self.fn, probe_args, probe_kwargs, module=self.module, name=self.name)
-        if probe.aborted is not None:
-            return None
-        merged = generalize(cap.graph, probe.graph, (n, n + 1), "B")
+    def _merge(self, key, cap: Capture, tensors, graphs, envs, symbols) -> SpecNode | None:
+        """Generalize ``graphs`` over ``symbols`` and compile; None where the traces are
+        not uniform or the backend cannot take the symbols (the caller stays static)."""
+        merged = generalize_traces(graphs, envs)
         if merged is None:
             return None
         try:
             node = SpecNode(self._compile(cap, merged, tensors))
         except TraceJitError:
             return None
-        positions = tuple((i, 0) for i, m in enumerate(key[1]) if len(m) == 4)
-        self.dynamic_entries.append(DynamicEntry(_masked(key, positions), positions, node))
+        positions = tuple(p for ps in symbols.values() for p in ps)
+        self.dynamic_entries.insert(0, DynamicEntry(masked(key, positions), symbols,
+                                                    list(zip(graphs, envs)), node))
         return node
+
+    def _probe(self, key, cap: Capture, args, kwargs, tensors) -> SpecNode | None:
+        """dynamic=True: every dimension the model lets vary is symbolic from the first
+        call. One probe trace grows every size group at once (by its own step, so that the
+        symbols stay apart); where that does not merge, one probe per group finds those
+        that can vary, and only they become symbols. Only for graphs without side effects
+        (buffer writes, externs such as RNG ops), since the probes run them."""
+        if self.dynamic is not True or cap.graph.writes or cap.externs or not tensors:
+            return None
+        sizeless = masked(key, tuple(p for g in size_groups(key) for p in g))
+        if sizeless in self.unprobed:
+            return None             # probes found no symbol at other sizes of these inputs
+        start = time.perf_counter()
+        try:
+            node = self._probe_groups(key, cap, args, kwargs, tensors)
+        finally:
+            self.probe_ms += (time.perf_counter() - start) * 1e3
+        if node is None:
+            self.unprobed.add(sizeless)
+        return node
+
+    def _probe_groups(self, key, cap, args, kwargs, tensors) -> SpecNode | None:
+        symbols: dict = {}
+        for group in size_groups(key):
+            symbols[symbol_name(key, group, symbols)] = group
+        base = env_at(key, symbols)
+        if not symbols or base is None:
+            return None
+        steps = {sym: 8 * (k + 1) for k, sym in enumerate(symbols)}
+
+        def probe(grown):
+            env = {s: n + steps[s] if s in grown else n for s, n in base.items()}
+            return self._probe_trace(args, kwargs, symbols, env), env
+
+        everything = probe(symbols)
+        if everything[0] is not None:
+            node = self._merge(key, cap, tensors, [cap.graph, everything[0]],
+                               [base, everything[1]], symbols)
+            if node is not None or len(symbols) == 1:
+                return node
+        singles = {s: probe({s}) for s in symbols}
+        ok = [s for s, (g, env) in singles.items() if g is not None and
+              generalize_traces([cap.graph, g], [{s: base[s]}, {s: env[s]}]) is not None]
+        if not ok:
+            return None
+        for chosen in [ok] + ([[s] for s in ok] if len(ok) > 1 else []):
+            graphs = [cap.graph] + [singles[s][0] for s in chosen]
+            envs = [{s: base[s] for s in chosen}] + \
+                [{c: singles[s][1][c] for c in chosen} for s in chosen]
+            node = self._merge(key, cap, tensors, graphs, envs,
+                               {s: symbols[s] for s in chosen})
+            if node is not None:
+                return node
+        return None
+
+    def _probe_trace(self, args, kwargs, symbols, env) -> ir.Graph | None:
+        """The raw graph of a call at the sizes ``env``, its inputs grown by repeating
+        their own elements; None if the model rejects those sizes."""
+        leaves, spec = tree_flatten((args, kwargs))
+        grown = {}
+        for sym, positions in symbols.items():
+            for leaf, axis in positions:
+                grown.setdefault(leaf, {})[axis] = env[sym]
+        for leaf, axes in grown.items():
+            x = leaves[leaf]
+            for axis, n in axes.items():
+                if n != x.shape[axis]:
+                    x = x.index_select(axis, torch.arange(n) % x.shape[axis])
+            leaves[leaf] = x
+        probe_args, probe_kwargs = tree_unflatten(leaves, spec)
+        self.probes += 1
+        try:
+            probe = capture(self.fn, probe_args, probe_kwargs, module=self.module,
+                            name=self.name)
+        except Exception:       # noqa: BLE001 - the model refuses the size: it stays static
+            return None
+        return probe.graph if probe.aborted is None else None
 
     # ---- reporting --------------------------------------------------------------------------
 
@@ -311,45 +395,6 @@ def _set_rng_state(state) -> None:
 
 def _has_symbols(graph: ir.Graph) -> bool:
     return any(not i.value.type.is_static for i in graph.inputs)
-
-
-def _sizes_at(key, positions) -> list[int]:
-    meta = key[1]
-    try:
-        return [meta[i][0][axis] for i, axis in positions]
-    except (IndexError, TypeError):
-        return []
-
-
-def _masked(key, positions) -> tuple:
-    """The key with the sizes at ``positions`` blanked out."""
-    meta = list(key[1])
-    for i, axis in positions:
-        shape = list(meta[i][0])
-        shape[axis] = -1
-        meta[i] = (tuple(shape),) + tuple(meta[i][1:])
-    return (key[0], tuple(meta)) + tuple(key[2:])
-
-
-def _size_change(old, new):
-    """((leaf, axis) positions, (old size, new size)) when two keys differ only in sizes
-    that all go from one value to another, both >= 2 (0 and 1 keep their own graphs)."""
-    if old[0] != new[0] or old[2:] != new[2:] or len(old[1]) != len(new[1]):
-        return None
-    positions, pairs = [], set()
-    for i, (a, b) in enumerate(zip(old[1], new[1])):
-        if a == b:
-            continue
-        if len(a) != 4 or len(b) != 4 or a[1:] != b[1:] or len(a[0]) != len(b[0]):
-            return None
-        for axis, (x, y) in enumerate(zip(a[0], b[0])):
-            if x != y:
-                positions.append((i, axis))
-                pairs.add((x, y))
-    if len(pairs) != 1:
-        return None
-    (x, y), = pairs
-    return (tuple(positions), (x, y)) if min(x, y) >= 2 else None
 
 
 def _aliasing(tensors) -> tuple | None:
