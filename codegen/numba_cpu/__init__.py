@@ -1,4 +1,4 @@
-"""The numba-cpu backend (the default): one generated, njit-compiled module per graph.
+"""The numba-cpu backend (the default): one generated module per graph.
 
 ``compile(graph, options) -> NumbaExecutable``; ``exe(arrays, extern=None)`` returns
 ``(outputs, writes)`` as ``ir.run`` does, with fresh, writable output arrays.
@@ -7,9 +7,11 @@ Hot path for the torch runtime: when ``exe.entry`` is not None (the graph has no
 node), call ``exe.entry(*arrays)`` directly with C-contiguous, writable NumPy arrays of
 the declared dtypes in ``graph.inputs`` order; it returns a tuple of ``exe.n_outputs``
 outputs followed by one array per name in ``exe.write_names``, and raises
-``ir.GuardFailed`` when a guard fails. Nothing runs in Python between the call and the
-compiled code. Generated modules live in ``TRACEJIT_CACHE_DIR`` (default
-``~/.cache/tracejit``), see ``cache.py``.
+``ir.GuardFailed`` when a guard fails. The entry is plain Python: whole-array NumPy lines
+and calls of njit code (the generic kernels of ``kernels.py`` and the module's loop
+kernels, see ``outline.py``), so a graph costs only its distinct loop bodies to compile.
+Generated modules live in ``TRACEJIT_CACHE_DIR`` (default ``~/.cache/tracejit``), see
+``cache.py``.
 """
 
 from __future__ import annotations

@@ -63,18 +63,17 @@ def canon(body: Body, x: Operand, dims):
 
 
 def permuted_copy(body: Body, x: Operand, perm) -> str:
-    """A C-contiguous copy of x with its axes permuted, as an explicit loop nest: Numba's
-    ``np.transpose(x, axes)`` costs seconds to compile, a loop a few milliseconds."""
-    shape = [x.type.shape[p] for p in perm]
-    src, out = body.materialise(x), body.tmp("o")
-    body.line(f"{out} = np.empty({body.shape(shape)}, {ctor(x.type)})")
-    idx = [body.tmp("i") for _ in perm]
-    for i, d in zip(idx, shape):
-        body.line(f"for {i} in range({body.dim(d)}):")
-        body.indent += 1
-    at = [idx[perm.index(k)] for k in range(len(perm))]
-    body.line(f"{out}[{', '.join(idx)}] = {src}[{', '.join(at)}]")
-    body.indent -= len(perm)
+    """A C-contiguous copy of x with its axes permuted (NumPy: no loop kernel to compile)."""
+    out = body.tmp("o")
+    body.line(f"{out} = np.ascontiguousarray({body.materialise(x)}.transpose({tuple(perm)}))")
+    return out
+
+
+def broadcast_copy(body: Body, x: Operand, shape) -> str:
+    """A C-contiguous copy of x broadcast to ``shape`` (NumPy's right-aligned rules)."""
+    out = body.tmp("o")
+    body.line(f"{out} = np.ascontiguousarray(np.broadcast_to({body.materialise(x)}, "
+              f"{body.shape(shape)}))")
     return out
 
 

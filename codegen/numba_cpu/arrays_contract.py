@@ -9,7 +9,7 @@ from ir.errors import LoweringError
 from ir.shapes import broadcast_shapes
 from ir.types import DType
 
-from .arrays import flat_or_empty, lowers, out_operand, reshaped
+from .arrays import broadcast_copy, flat_or_empty, lowers, out_operand, reshaped
 from .emit import Operand, lit
 from .lower import emit_loop
 
@@ -25,8 +25,7 @@ def _batched(body, x: Operand, batch, mat):
         src = x
         if t.rank < 2:
             src = Operand(reshaped(body, x, mat), t.with_shape(mat))
-        (var,) = emit_loop(body, full, [src], lambda s: s, [t.with_shape(full)])
-        x = Operand(var, t.with_shape(full))
+        x = Operand(broadcast_copy(body, src, full), t.with_shape(full))
     return f"{body.contig(x)}.reshape(({body.prod(batch)}, {body.dim(mat[0])}, {body.dim(mat[1])}))"
 
 
@@ -147,7 +146,7 @@ def _sdpa(body, node, ins):
         m3, mode = "np.zeros((1, 1, 1), np.bool_)", 0
     else:
         mfull = batch + (L, S)
-        (mv,) = emit_loop(body, mfull, [mask], lambda s: s, [mask.type.with_shape(mfull)])
+        mv = broadcast_copy(body, mask, mfull)
         m3 = f"{mv}.reshape(({body.prod(batch)}, {body.dim(L)}, {body.dim(S)}))"
         mode = 1 if mask.type.dtype == DType.bool else 2
     causal = bool(node.attrs.get("is_causal", False))

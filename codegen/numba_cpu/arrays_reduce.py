@@ -141,7 +141,7 @@ def _reduce_loss(body, node, loss: str, count: str):
     red = node.attrs.get("reduction", "mean")
     if red == "none":
         return [out_operand(body, node, f"{loss}.reshape({body.shape(t.shape)})")]
-    total = f"K.sum_all({loss})"
+    total = f"np.float64(K.sum_all({loss}))"     # NumPy division: IEEE, no ZeroDivisionError
     value = total if red == "sum" else f"{total} / {count}"
     return [out_operand(body, node, f"np.full((), {ctor(t)}({value}))")]
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from ir.shapes import norm_dim
 
-from .arrays import lowers, out_operand, permuted_copy, reshaped
+from .arrays import broadcast_copy, lowers, out_operand, permuted_copy, reshaped
 from .emit import Body, Operand, ctor, lit
-from .lower import emit_loop
 
 
 # ---- views and data movement ----------------------------------------------------------
@@ -38,8 +37,7 @@ def _permute(body, node, ins):
 
 @lowers("expand")
 def _expand(body, node, ins):
-    (o,) = emit_loop(body, node.output.type.shape, ins, lambda s: s, [node.output.type])
-    return [Operand(o, node.output.type)]
+    return [Operand(broadcast_copy(body, ins[0], node.output.type.shape), node.output.type)]
 
 
 def _index(rank, dim, item):

@@ -1,12 +1,13 @@
-"""Generate one readable Python module per graph: njit segments plus the plan to run them.
+"""Generate one readable Python module per graph: segments plus the plan to run them.
 
 The graph is split only at ``extern`` nodes: each stretch between them becomes one
-``@njit(cache=True, error_model="numpy")`` function ``seg<k>``; without externs there is
-exactly one, the entry point. Each segment takes the values it needs as arguments and
-returns, as a tuple, the values later steps (or the graph's outputs and writes) need.
-Elementwise ops and fused elementwise regions become explicit loops over the output
-(broadcast by index arithmetic); everything else lowers through ``lower.ARRAY`` to
-whole-array code or generic kernels (``kernels.py``).
+Python function ``seg<k>``; without externs there is exactly one, the entry point. Each
+segment takes the values it needs as arguments and returns, as a tuple, the values later
+steps (or the graph's outputs and writes) need. Elementwise ops and fused elementwise
+regions become explicit loops over the output (broadcast by index arithmetic), which
+``outline.py`` moves into shared ``@njit(cache=True, error_model="numpy")`` loop kernels;
+everything else lowers through ``lower.ARRAY`` to whole-array NumPy code or calls of the
+generic njit kernels (``kernels.py``), compiled once per installation.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from ir.errors import LoweringError
 from ir.graph import Graph, Value
 from ir.types import DType, TensorType
+
+from .outline import LoopKernels, outline
 
 CTOR = {DType.f32: "np.float32", DType.f64: "np.float64", DType.i8: "np.int8",
         DType.u8: "np.uint8", DType.i16: "np.int16", DType.i32: "np.int32",
@@ -116,6 +119,7 @@ class Emitter:
     def __init__(self, graph: Graph):
         self.graph = graph
         self.counter = 0
+        self.kernels = LoopKernels(JIT)
         self.symbols: dict[str, str] = {}
         for inp in graph.inputs:
             for d in inp.value.type.shape:
@@ -163,8 +167,7 @@ class Emitter:
             needs.append((used - defined, defined & later))
             later = (later - defined) | (used - defined)
         needs.reverse()
-        src = [HEADER.format(name=self.graph.name)]
-        plan = []
+        segments, plan = [], []
         input_alias = {inp.value: f"a{i}" for i, inp in enumerate(self.graph.inputs)}
         for k, (step, (uses, hands_on)) in enumerate(zip(steps, needs)):
             if step[0] == "extern":
@@ -177,10 +180,12 @@ class Emitter:
             single = len(steps) == 1
             results = self.graph.result_values() if single else sorted(hands_on, key=vid)
             name = f"seg{k}"
-            src.append(self._function(name, step[1], args, results, input_alias, lower_nodes))
+            segments.append(self._function(name, step[1], args, results, input_alias,
+                                           lower_nodes))
             plan.append(("seg", name, [vid(v) for v in args], [vid(v) for v in results]))
         plan.append(("results", None, [vid(v) for v in self.graph.result_values()], []))
-        return "\n".join(src), plan
+        src = [HEADER.format(name=self.graph.name).strip(), *self.kernels.sources(), *segments]
+        return "\n\n\n".join(src) + "\n", plan
 
     def _function(self, name, nodes, args, results, input_alias, lower_nodes):
         body = Body(self)
@@ -200,8 +205,8 @@ class Emitter:
             outs.append(var if fresh else f"{var}.copy()")
             seen.add(var)
         body.line("return (" + "".join(o + ", " for o in outs) + ")")
-        head = f"{JIT}\ndef {name}({', '.join(params)}):"
-        return "\n" + head + "\n" + "\n".join(body.lines) + "\n"
+        text = f"def {name}({', '.join(params)}):\n" + "\n".join(body.lines)
+        return outline(text, self.kernels)
 
     def _bind_symbols(self, body: Body, env):
         bound = set()

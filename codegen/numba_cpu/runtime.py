@@ -15,8 +15,8 @@ class InputError(TraceJitError, TypeError):
 class NumbaExecutable:
     """``exe(arrays, extern=None) -> (outputs, writes)``, like ``ir.run``.
 
-    Hot path: when the graph has no extern node, ``entry`` is the njit dispatcher and
-    ``entry(*arrays)`` returns the tuple ``outputs + writes`` (``n_outputs`` outputs, then
+    Hot path: when the graph has no extern node, ``entry`` is the generated entry function
+    and ``entry(*arrays)`` returns the tuple ``outputs + writes`` (``n_outputs`` outputs, then
     one array per name in ``write_names``). It wants C-contiguous, writable arrays of the
     declared dtypes in ``graph.inputs`` order; ``__call__`` makes copies where needed.
     """

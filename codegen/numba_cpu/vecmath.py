@@ -17,7 +17,7 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 f32 = np.float32
-_opts = dict(cache=True, error_model="numpy")
+_opts = dict(cache=True, error_model="numpy", inline="always")
 
 
 @intrinsic

@@ -1,0 +1,153 @@
+"""Outline the loop nests of a generated function into shared ``@njit`` loop kernels.
+
+Generated segments run as plain Python: their whole-array lines (views, allocations,
+calls of the generic kernels in ``kernels.py``) cost a fraction of a microsecond each in
+NumPy and nothing to compile. Only loop nests need Numba. Each top-level ``for`` nest
+becomes a call of a loop kernel whose parameters are the arrays it reads and writes and
+the trip counts of its ``range`` calls; names are made canonical, so nests that differ
+only in variable names or sizes (every step of an unrolled LSTM, a ReLU after each conv)
+share one kernel and one compile. Compile time then grows with the number of distinct
+loop bodies, not with the size of the graph (shared/notes/numba-compile-time.md).
+"""
+
+from __future__ import annotations
+
+import ast
+
+from ir.errors import LoweringError
+
+
+class LoopKernels:
+    """Distinct loop kernels of one module: canonical source -> kernel name."""
+
+    def __init__(self, decorator: str):
+        self.decorator = decorator
+        self.names: dict[str, str] = {}
+
+    def name_for(self, params: list[str], body: list[ast.stmt]) -> str:
+        text = "\n".join(ast.unparse(s) for s in body)
+        key = f"({', '.join(params)}):\n{text}"
+        if key not in self.names:
+            self.names[key] = f"loop{len(self.names)}"
+        return self.names[key]
+
+    def sources(self) -> list[str]:
+        out = []
+        for key, name in self.names.items():
+            head, text = key.split("\n", 1)
+            body = "\n".join("    " + line for line in text.splitlines())
+            out.append(f"{self.decorator}\ndef {name}{head}\n{body}")
+        return out
+
+
+def _names(node: ast.AST):
+    for n in ast.walk(node):
+        if isinstance(n, ast.Name):
+            yield n
+
+
+def _int_const(node: ast.expr) -> int | None:
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        inner = _int_const(node.operand)
+        return None if inner is None else -inner
+    return None
+
+
+class _Canon(ast.NodeTransformer):
+    """Renames free names to p<k>, local names to l<k> and literal ``range`` bounds to
+    n<k>, recording what each parameter is bound to at the call."""
+
+    def __init__(self, free: set[str]):
+        self.free = free
+        self.rename: dict[str, str] = {}
+        self.args: list[ast.expr] = []
+        self.params: list[str] = []
+        self.counts: list[int] = []
+
+    def visit_Name(self, node: ast.Name):
+        if node.id not in self.rename:
+            if node.id in self.free:
+                self.rename[node.id] = f"p{len(self.args)}"
+                self.params.append(self.rename[node.id])
+                self.args.append(ast.Name(node.id, ast.Load()))
+            elif isinstance(node.ctx, ast.Store):
+                self.rename[node.id] = f"l{sum(1 for v in self.rename.values() if v[0] == 'l')}"
+            else:
+                return node                    # a global: np, math, K, V, range, ...
+        return ast.Name(self.rename[node.id], node.ctx)
+
+    def visit_Call(self, node: ast.Call):
+        if isinstance(node.func, ast.Name) and node.func.id == "range":
+            new_args = []
+            for a in node.args:
+                value = _int_const(a)
+                if value is None:
+                    new_args.append(self.visit(a))
+                else:
+                    self.counts.append(value)
+                    new_args.append(ast.Name(f"n{len(self.counts) - 1}", ast.Load()))
+            return ast.Call(node.func, new_args, [])
+        return self.generic_visit(node)
+
+
+def outline(function_source: str, kernels: LoopKernels) -> str:
+    """``function_source`` (one ``def``) with each top-level loop nest replaced by a call of
+    a loop kernel registered in ``kernels``."""
+    fn = ast.parse(function_source).body[0]
+    known = {a.arg for a in fn.args.args}
+    names = [list(_names(stmt)) for stmt in fn.body]
+    last_use = {n.id: k for k, ns in enumerate(names) for n in ns}
+    body = []
+    for k, stmt in enumerate(fn.body):
+        if isinstance(stmt, ast.For):
+            stored = {n.id for n in names[k] if isinstance(n.ctx, ast.Store)}
+            clash = sorted(v for v in stored if v in known or last_use[v] > k)
+            if clash:
+                raise LoweringError(f"a generated loop assigns {clash}, which the code around "
+                                    f"it uses; loops may only write into arrays "
+                                    f"(codegen/numba_cpu/outline.py)")
+            canon = _Canon({n.id for n in names[k] if n.id in known})
+            new = canon.visit(stmt)
+            params = canon.params + [f"n{i}" for i in range(len(canon.counts))]
+            name = kernels.name_for(params, [new])
+            args = canon.args + [ast.Constant(c) for c in canon.counts]
+            body.append(ast.Expr(ast.Call(ast.Name(name, ast.Load()), args, [])))
+            continue
+        if any(isinstance(n, (ast.For, ast.While)) for n in ast.walk(stmt)):
+            raise LoweringError("a generated loop is nested in another statement; "
+                                "emit loops at the top level of the function")
+        known.update(n.id for n in names[k] if isinstance(n.ctx, ast.Store))
+        body.append(stmt)
+    if any(_may_warn(stmt) for stmt in body):
+        quiet = ast.parse('with np.errstate(all="ignore"):\n    pass').body[0]
+        quiet.body = body
+        body = [quiet]
+    fn.body = body
+    return ast.unparse(ast.fix_missing_locations(fn))
+
+
+def _is_int_expr(node: ast.expr) -> bool:
+    """Shape arithmetic: int literals, symbol sizes ``S_*`` and ``x.shape[k]``."""
+    if isinstance(node, ast.BinOp):
+        return _is_int_expr(node.left) and _is_int_expr(node.right)
+    if isinstance(node, ast.UnaryOp):
+        return _is_int_expr(node.operand)
+    if isinstance(node, ast.Subscript):
+        return isinstance(node.value, ast.Attribute) and node.value.attr == "shape"
+    return _int_const(node) is not None or (isinstance(node, ast.Name)
+                                            and node.id.startswith("S_"))
+
+
+def _may_warn(stmt: ast.stmt) -> bool:
+    """Whether whole-array NumPy code in ``stmt`` may hit a floating-point exception
+    (division by zero, overflow in a cast): NumPy warns where torch and the loop kernels
+    follow IEEE silently, so such a segment runs under ``np.errstate(all="ignore")``."""
+    for n in ast.walk(stmt):
+        if isinstance(n, ast.BinOp) and not _is_int_expr(n):
+            return True
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) \
+                and n.func.attr == "astype":
+            return True
+    return False
