@@ -40,12 +40,6 @@ class LoopKernels:
         return out
 
 
-def _names(node: ast.AST):
-    for n in ast.walk(node):
-        if isinstance(n, ast.Name):
-            yield n
-
-
 def _int_const(node: ast.expr) -> int | None:
     if isinstance(node, ast.Constant) and type(node.value) is int:
         return node.value
@@ -94,12 +88,14 @@ class _Canon(ast.NodeTransformer):
 
 def outline(function_source: str, kernels: LoopKernels) -> str:
     """``function_source`` (one ``def``) with each top-level loop nest replaced by a call of
-    a loop kernel registered in ``kernels``."""
+    a loop kernel registered in ``kernels``; other statements keep their text."""
+    lines = function_source.splitlines()
     fn = ast.parse(function_source).body[0]
     known = {a.arg for a in fn.args.args}
-    names = [list(_names(stmt)) for stmt in fn.body]
+    nodes = [list(ast.walk(stmt)) for stmt in fn.body]
+    names = [[n for n in ns if isinstance(n, ast.Name)] for ns in nodes]
     last_use = {n.id: k for k, ns in enumerate(names) for n in ns}
-    body = []
+    body, quiet = [], False
     for k, stmt in enumerate(fn.body):
         if isinstance(stmt, ast.For):
             stored = {n.id for n in names[k] if isinstance(n.ctx, ast.Store)}
@@ -112,20 +108,18 @@ def outline(function_source: str, kernels: LoopKernels) -> str:
             new = canon.visit(stmt)
             params = canon.params + [f"n{i}" for i in range(len(canon.counts))]
             name = kernels.name_for(params, [new])
-            args = canon.args + [ast.Constant(c) for c in canon.counts]
-            body.append(ast.Expr(ast.Call(ast.Name(name, ast.Load()), args, [])))
+            args = [a.id for a in canon.args] + [str(c) for c in canon.counts]
+            body.append(f"{name}({', '.join(args)})")
             continue
-        if any(isinstance(n, (ast.For, ast.While)) for n in ast.walk(stmt)):
+        if any(isinstance(n, (ast.For, ast.While)) for n in nodes[k]):
             raise LoweringError("a generated loop is nested in another statement; "
                                 "emit loops at the top level of the function")
         known.update(n.id for n in names[k] if isinstance(n.ctx, ast.Store))
-        body.append(stmt)
-    if any(_may_warn(stmt) for stmt in body):
-        quiet = ast.parse('with np.errstate(all="ignore"):\n    pass').body[0]
-        quiet.body = body
-        body = [quiet]
-    fn.body = body
-    return ast.unparse(ast.fix_missing_locations(fn))
+        quiet = quiet or _may_warn(nodes[k])
+        body.extend(line[4:] for line in lines[stmt.lineno - 1:stmt.end_lineno])
+    indent = "        " if quiet else "    "
+    head = [lines[0]] + (['    with np.errstate(all="ignore"):'] if quiet else [])
+    return "\n".join(head + [indent + line for line in body])
 
 
 def _is_int_expr(node: ast.expr) -> bool:
@@ -140,11 +134,11 @@ def _is_int_expr(node: ast.expr) -> bool:
                                             and node.id.startswith("S_"))
 
 
-def _may_warn(stmt: ast.stmt) -> bool:
-    """Whether whole-array NumPy code in ``stmt`` may hit a floating-point exception
-    (division by zero, overflow in a cast): NumPy warns where torch and the loop kernels
-    follow IEEE silently, so such a segment runs under ``np.errstate(all="ignore")``."""
-    for n in ast.walk(stmt):
+def _may_warn(nodes: list[ast.AST]) -> bool:
+    """Whether whole-array NumPy code (a statement's ``nodes``) may hit a floating-point
+    exception (division by zero, overflow in a cast): NumPy warns where torch and the loop
+    kernels follow IEEE silently, so such a segment runs under ``np.errstate``."""
+    for n in nodes:
         if isinstance(n, ast.BinOp) and not _is_int_expr(n):
             return True
         if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) \
