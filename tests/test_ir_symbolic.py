@@ -1,4 +1,4 @@
-"""ir.symbolic.generalize: two traces at two batch sizes -> one graph with a symbolic batch."""
+"""ir.symbolic.generalize: traces at several sizes -> one graph with symbolic sizes."""
 
 import sys
 from pathlib import Path
@@ -10,7 +10,9 @@ import torch
 import ir
 import tracejit
 from ir.passes import optimize
-from ir.symbolic import generalize
+from ir.types import parse_type
+from ir.shapes import TypeRuleError, eval_dim, pool_out, product_dim
+from ir.symbolic import generalize, generalize_traces
 from ir.verify import verify
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
@@ -84,3 +86,52 @@ def test_equal_sizes_are_rejected():
     g = tracejit.trace(lambda x: x + 1, torch.randn(2, 3)).graph
     with pytest.raises(ValueError):
         generalize(g, g, (2, 2))
+
+
+def _traces(model, shapes):
+    with torch.no_grad():
+        return [tracejit.trace(model, torch.randn(*s)).graph for s in shapes]
+
+
+def test_three_traces_give_two_symbols_and_their_product():
+    model = models.TransformerLayer().eval()
+    graphs = _traces(model, [(2, 5, 64), (3, 5, 64), (3, 7, 64)])
+    g = generalize_traces(graphs, [{"B": 2, "S": 5}, {"B": 3, "S": 5}, {"B": 3, "S": 7}])
+    assert g is not None
+    text = ir.print_graph(g)
+    assert "%x: f32[B,S,64]" in text and "f32[B*S,64]" in text and "f32[4*B,S,16]" in text
+    assert ir.print_graph(ir.parse(text)) == text
+    x = torch.randn(4, 6, 64)
+    with torch.no_grad():
+        want = model(x).numpy()
+        state = tracejit.trace(model, x).capture.state
+    got = ir.run(g, _arrays(g, [x], state))[0][0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_symbols_that_scale_alike_are_not_told_apart():
+    graphs = _traces(models.PreNormMLPBlock().eval(), [(2, 2, 64), (3, 3, 64)])
+    assert generalize_traces(graphs, [{"B": 2, "S": 2}, {"B": 3, "S": 3}]) is None
+
+
+def test_a_product_that_looks_constant_is_refused():
+    graphs = _traces(models.PreNormMLPBlock().eval(), [(2, 6, 64), (3, 4, 64)])
+    assert generalize_traces(graphs, [{"B": 2, "S": 6}, {"B": 3, "S": 4}]) is None
+
+
+def test_strided_window_over_a_symbol_is_not_uniform():
+    """A pool halves H: H/2 is no product of symbols, so H stays static."""
+    def f(x):
+        return torch.max_pool2d(x, 2).mean(dim=(2, 3))
+    same = [tracejit.trace(f, torch.randn(2, 3, n, 8)).graph for n in (8, 16)]
+    assert generalize_traces(same, [{"H": 8}, {"H": 16}]) is None
+
+
+def test_product_dims_evaluate_and_parse():
+    assert eval_dim("4*B*S", {"B": 3, "S": 5}) == 60
+    assert eval_dim("B*S", {"B": 3}) == "B*S"
+    assert product_dim(1, ("S", "B")) == "B*S" and product_dim(6, ("B",)) == "6*B"
+    assert parse_type("f32[4*B*S,64]").shape == ("4*B*S", 64)
+    assert pool_out("H", 3, 1, 1, 1, False) == "H"
+    with pytest.raises(TypeRuleError):
+        pool_out("H", 2, 2, 0, 1, False)
