@@ -27,8 +27,21 @@ def rule(*names):
     return register
 
 
+TORCH_TO_IR = {
+    torch.float16: DType.f16, torch.float32: DType.f32, torch.float64: DType.f64,
+    torch.int8: DType.i8, torch.uint8: DType.u8, torch.int16: DType.i16,
+    torch.int32: DType.i32, torch.int64: DType.i64, torch.bool: DType.bool,
+}
+
+
+def ir_dtype(dtype: torch.dtype) -> DType:
+    try:
+        return TORCH_TO_IR[dtype]
+    except KeyError:
+        raise TraceAbort(f"dtype {dtype} is not supported by the IR") from None
+
+
 def _dt(t: torch.Tensor) -> DType:
-    from .tracer import ir_dtype
     return ir_dtype(t.dtype)
 
 
@@ -108,7 +121,6 @@ def _binary(op, compare=False):
 
 
 def _dt_of_result(a, b) -> DType:
-    from .tracer import ir_dtype
     return ir_dtype(torch.result_type(a, b))
 
 

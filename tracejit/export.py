@@ -17,6 +17,7 @@ import pickle
 import time
 import warnings
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -94,7 +95,7 @@ def export_onnx(model, example_args, path, *, dynamic_batch: bool = True, opset=
         notes.append("the model is in training mode, so the export follows training "
                      "behaviour (dropout, batch statistics); call model.eval() first to "
                      "export inference behaviour")
-    with torch.no_grad():
+    with torch.no_grad(), _one_thread():
         if dynamic_batch:
             batch = _batch_of(args)
             graph, state = _dynamic_graph(model, args)
@@ -122,17 +123,31 @@ def export_onnx(model, example_args, path, *, dynamic_batch: bool = True, opset=
         files=files, warnings=notes + list(lowered.warnings))
 
 
+@contextmanager
+def _one_thread():
+    """Trace with one intra-op thread: the traces run at batch 2 and 3, where each op is
+    tiny and a thread pool only adds its wake-ups (on a busy machine, where the second
+    thread is not scheduled, each small matmul waits milliseconds for it)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _optimize(graph: ir.Graph, weights: dict) -> tuple[ir.Graph, dict]:
-    """The simplifying passes, parameter folding (the weights are constants in the file),
-    then the simplifying passes again. No fusion: ONNX has no fused nodes, onnxruntime fuses
-    by itself, and the lowering would only inline the regions again."""
-    graph = _simplify(graph)
+    """One round of the simplifying passes, parameter folding (the weights are constants in
+    the file), then the simplifying passes until nothing changes (the round after folding
+    also finishes what the first round enabled). No fusion: ONNX has no fused nodes,
+    onnxruntime fuses by itself, and the lowering would only inline the regions again."""
+    graph = _simplify(graph, rounds=1)
     graph, weights = fold_parameters(graph, weights)
     return _simplify(graph), weights
 
 
-def _simplify(graph: ir.Graph) -> ir.Graph:
-    for _ in range(MAX_ROUNDS):
+def _simplify(graph: ir.Graph, rounds: int = MAX_ROUNDS) -> ir.Graph:
+    for _ in range(rounds):
         graph, stats = optimize(graph, SIMPLIFYING)
         if not any(p.changes for p in stats.passes):
             break

@@ -13,6 +13,8 @@ aborts the trace (the call then runs eagerly, saying why). Writes to buffers bec
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch._decomp import core_aten_decompositions
@@ -27,6 +29,7 @@ from ir.shapes import TypeRuleError
 from ir.types import DType, TensorType
 
 from . import aten as rules
+from .aten import TORCH_TO_IR, ir_dtype
 from .errors import TraceAbort, UnsupportedOpError
 from .externs import encode_call
 from .provenance import ScopeStack, user_location
@@ -35,19 +38,7 @@ _DECOMPOSITIONS = core_aten_decompositions()
 MAX_GUARDED_VALUES = 64
 _IGNORED_NAMESPACES = ("profiler",)
 
-_TORCH_TO_IR = {
-    torch.float16: DType.f16, torch.float32: DType.f32, torch.float64: DType.f64,
-    torch.int8: DType.i8, torch.uint8: DType.u8, torch.int16: DType.i16,
-    torch.int32: DType.i32, torch.int64: DType.i64, torch.bool: DType.bool,
-}
-_IR_TO_TORCH = {v: k for k, v in _TORCH_TO_IR.items()}
-
-
-def ir_dtype(dtype: torch.dtype) -> DType:
-    try:
-        return _TORCH_TO_IR[dtype]
-    except KeyError:
-        raise TraceAbort(f"dtype {dtype} is not supported by the IR") from None
+_IR_TO_TORCH = {v: k for k, v in TORCH_TO_IR.items()}
 
 
 def torch_dtype(dtype: DType) -> torch.dtype:
@@ -60,43 +51,69 @@ def tensor_type(t: torch.Tensor) -> TensorType:
 
 def _offsets(t: torch.Tensor) -> np.ndarray:
     """Storage element offsets of a tensor, for alias checks after in-place writes."""
-    idx = np.array(t.storage_offset(), dtype=np.int64)
-    for size, stride in zip(t.shape, t.stride()):
-        idx = idx[..., None] + np.arange(size, dtype=np.int64) * stride
+    return _view_offsets(t.storage_offset(), tuple(t.shape), t.stride())
+
+
+def _view_offsets(start: int, shape: tuple, stride: tuple) -> np.ndarray:
+    idx = np.array(start, dtype=np.int64)
+    for size, step in zip(shape, stride):
+        idx = idx[..., None] + np.arange(size, dtype=np.int64) * step
     return idx.ravel()
 
 
 def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether two tensors on one storage share an element: extents first, elements if
-    the extents meet (chunks of a split interleave without sharing elements)."""
+    """Whether two tensors on one storage share an element."""
     if a.numel() == 0 or b.numel() == 0:
         return False
+    return _views_overlap(a.storage_offset(), tuple(a.shape), a.stride(),
+                          b.storage_offset(), tuple(b.shape), b.stride())
 
-    def extent(t):
-        return t.storage_offset(), t.storage_offset() + sum(
-            (n - 1) * abs(s) for n, s in zip(t.shape, t.stride()))
-    (a0, a1), (b0, b1) = extent(a), extent(b)
+
+@functools.lru_cache(maxsize=8192)
+def _views_overlap(a_start: int, a_shape: tuple, a_stride: tuple,
+                   b_start: int, b_shape: tuple, b_stride: tuple) -> bool:
+    """Whether two non-empty views of one storage share an element: extents first, then
+    cheap sufficient tests, elements last. Cached: a recurrent model writes the same views
+    (chunks of its gates) at every step."""
+    a0, a1 = a_start, a_start + sum((n - 1) * s for n, s in zip(a_shape, a_stride))
+    b0, b1 = b_start, b_start + sum((n - 1) * s for n, s in zip(b_shape, b_stride))
     if a1 < b0 or b1 < a0:
         return False
-    if a.shape == b.shape and a.stride() == b.stride() and _disjoint_shift(a, b0 - a0):
+    # a dense view holds every element of its extent, and the ends of an extent are
+    # elements: one end of the other inside it is a shared element
+    if (_dense(a_shape, a_stride) and (a0 <= b0 <= a1 or a0 <= b1 <= a1)) or \
+            (_dense(b_shape, b_stride) and (b0 <= a0 <= b1 or b0 <= a1 <= b1)):
+        return True
+    if a_shape == b_shape and a_stride == b_stride and \
+            _disjoint_shift(a_shape, a_stride, abs(b0 - a0)):
         return False
     lo = min(a0, b0)
     marks = np.zeros(max(a1, b1) - lo + 1, dtype=bool)
-    marks[_offsets(a) - lo] = True
-    return bool(marks[_offsets(b) - lo].any())
+    marks[_view_offsets(a_start, a_shape, a_stride) - lo] = True
+    return bool(marks[_view_offsets(b_start, b_shape, b_stride) - lo].any())
 
 
-def _disjoint_shift(t: torch.Tensor, shift: int) -> bool:
-    """Whether ``t`` and the same view moved by ``shift`` elements are disjoint (the chunks
-    of a split interleave this way). Sufficient test: for some dim, every larger stride is
-    a multiple of its stride s, the smaller dims span ``inner`` <= s elements, and the
-    shift modulo s lies in [inner, s - inner], so no element can land on another."""
-    shift = abs(shift)
-    dims = sorted(((s, n) for s, n in zip(t.stride(), t.shape) if n > 1), reverse=True)
-    for k, (stride, _) in enumerate(dims):
+def _dense(shape: tuple, stride: tuple) -> bool:
+    """Row-major contiguous (strides of size-1 dims do not matter)."""
+    expected = 1
+    for n, s in zip(reversed(shape), reversed(stride)):
+        if n != 1 and s != expected:
+            return False
+        expected *= n
+    return True
+
+
+def _disjoint_shift(shape: tuple, stride: tuple, shift: int) -> bool:
+    """Whether a view (``shape``, ``stride``) and the same view moved by ``shift`` >= 0
+    elements are disjoint (the chunks of a split interleave this way). Sufficient test:
+    for some dim, every larger stride is a multiple of its stride s, the smaller dims span
+    ``inner`` <= s elements, and the shift modulo s lies in [inner, s - inner], so no
+    element can land on another."""
+    dims = sorted(((s, n) for s, n in zip(stride, shape) if n > 1), reverse=True)
+    for k, (step, _) in enumerate(dims):
         inner = sum((n - 1) * s for s, n in dims[k + 1:]) + 1
-        outer_aligned = all(s % stride == 0 for s, _ in dims[:k])
-        if outer_aligned and inner <= stride and inner <= shift % stride <= stride - inner:
+        outer_aligned = all(s % step == 0 for s, _ in dims[:k])
+        if outer_aligned and inner <= step and inner <= shift % step <= step - inner:
             return True
     return False
 
@@ -164,7 +181,7 @@ class Tracer(TorchDispatchMode):
     def literal(self, t: torch.Tensor) -> Value:
         """A tensor literal made by forward itself (``torch.tensor([...])``): small ones are
         baked as constants, since forward rebuilds them from the same data at every call."""
-        if id(t) in self.env or t.numel() > 16 or t.dtype not in _TORCH_TO_IR:
+        if id(t) in self.env or t.numel() > 16 or t.dtype not in TORCH_TO_IR:
             return self.value_of(t)
         v = self.emit("constant", [], value=tuple(t.flatten().tolist()), shape=tuple(t.shape),
                       dtype=str(ir_dtype(t.dtype)))
@@ -224,16 +241,10 @@ class Tracer(TorchDispatchMode):
             return func(*args, **kwargs)
         self.loc = user_location()
         self.scope = self.scopes.current
-        name = func.overloadpacket.__name__
-        mutated = _mutated_args(func)
-        # keys are "packet.overload" ("max.default", "add.Tensor") or the packet alone;
-        # func.name() drops ".default", so build the overload key ourselves
-        rule = rules.RULES.get(f"{name}.{func._overloadname}") or rules.RULES.get(name)
-        if rule is None and mutated and name.endswith("_"):
-            rule = rules.RULES.get(name[:-1])
-        if rule is None and func in _DECOMPOSITIONS and not mutated:
+        rule, mutated, decomposition = _plan(func)
+        if decomposition is not None:
             with self:
-                return _DECOMPOSITIONS[func](*args, **kwargs)
+                return decomposition(*args, **kwargs)
         if rule is None and self.fullgraph:
             raise UnsupportedOpError(
                 f"op {func} has no IR rule or decomposition (at {self.where}); use "
@@ -269,7 +280,7 @@ class Tracer(TorchDispatchMode):
             if v is None:
                 self.mark_stale(t, f"{func} output is not representable in the IR")
                 continue
-            if v.type != tensor_type(t):
+            if v.type.shape != t.shape or v.type.dtype is not ir_dtype(t.dtype):
                 raise TraceAbort(f"internal: {func} traced as {v.type}, eager gave "
                                  f"{tensor_type(t)}")
             self.bind(t, v)
@@ -285,7 +296,7 @@ class Tracer(TorchDispatchMode):
             self.bind(t, self.env[id(out)])
         sharing = self.by_storage.get(t.untyped_storage().data_ptr(), {}) if t.numel() else {}
         for other in list(sharing.values()):
-            if other is t or id(other) not in self.env:
+            if other is t or id(other) not in self.env or id(other) in self.stale:
                 continue
             if _overlap(t, other):
                 self.mark_stale(other, f"a tensor was modified in place through an alias "
@@ -356,9 +367,29 @@ class DataReads(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def _mutated_args(func) -> list[int]:
-    return [i for i, a in enumerate(func._schema.arguments)
-            if a.alias_info is not None and a.alias_info.is_write and not a.kwarg_only]
+_PLANS: dict = {}
+
+
+def _plan(func) -> tuple:
+    """(rule, mutated argument indices, decomposition) for an aten overload, looked up once
+    per overload: a rule wins, then torch's decomposition (for out-of-place ops only)."""
+    plan = _PLANS.get(func)
+    if plan is None:
+        name = func.overloadpacket.__name__
+        mutated = _mutated_args(func)
+        # keys are "packet.overload" ("max.default", "add.Tensor") or the packet alone;
+        # func.name() drops ".default", so build the overload key ourselves
+        rule = rules.RULES.get(f"{name}.{func._overloadname}") or rules.RULES.get(name)
+        if rule is None and mutated and name.endswith("_"):
+            rule = rules.RULES.get(name[:-1])
+        decompose = rule is None and func in _DECOMPOSITIONS and not mutated
+        plan = _PLANS[func] = (rule, mutated, _DECOMPOSITIONS[func] if decompose else None)
+    return plan
+
+
+def _mutated_args(func) -> tuple[int, ...]:
+    return tuple(i for i, a in enumerate(func._schema.arguments)
+                 if a.alias_info is not None and a.alias_info.is_write and not a.kwarg_only)
 
 
 def _returns_tensors(func) -> bool:

@@ -82,7 +82,9 @@ def fold_parameters(graph: Graph, weights: dict[str, np.ndarray]
         name = _fresh(f"{origin[v]}.folded", taken)
         swap[v] = new.add_input(name, v.type, "const")
         out_weights[name] = known[v]
-    new.nodes = [n.replace(inputs=tuple(swap.get(v, v) for v in n.inputs)) for n in kept]
+    swapped = swap.keys()
+    new.nodes = [n if swapped.isdisjoint(n.inputs) else
+                 n.replace(inputs=tuple(swap.get(v, v) for v in n.inputs)) for n in kept]
     new.outputs = [swap.get(v, v) for v in graph.outputs]
     new.writes = {k: swap.get(v, v) for k, v in graph.writes.items()}
     eliminate_dead_code(new)

@@ -7,6 +7,7 @@ Nodes are immutable, so a pass never edits one: it maps old values to new ones a
 from __future__ import annotations
 
 from collections import Counter
+from itertools import chain
 from typing import Callable, Sequence
 
 from ..graph import Graph, Node, Value
@@ -41,9 +42,10 @@ def replace_uses(graph: Graph, mapping: dict[Value, Value]) -> int:
         return 0
     changed = 0
     nodes = []
+    keys = mapping.keys()
     for node in graph.nodes:
-        ins = tuple(resolve(mapping, v) for v in node.inputs)
-        if ins != node.inputs:
+        if not keys.isdisjoint(node.inputs):
+            ins = tuple(resolve(mapping, v) for v in node.inputs)
             changed += sum(a is not b for a, b in zip(ins, node.inputs))
             node = node.replace(inputs=ins)
         nodes.append(node)
@@ -60,7 +62,7 @@ def replace_uses(graph: Graph, mapping: dict[Value, Value]) -> int:
 
 def use_counts(graph: Graph) -> Counter:
     """How often each value is used at top level, graph outputs and writes included."""
-    counts = Counter(v for node in graph.nodes for v in node.inputs)
+    counts = Counter(chain.from_iterable(node.inputs for node in graph.nodes))
     counts.update(graph.result_values())
     return counts
 
@@ -105,10 +107,10 @@ class Rewriter:
 
     def run(self, rule: Rule) -> int:
         changes = 0
+        replaced = self.mapping.keys()
         for node in self.graph.nodes:
-            ins = tuple(resolve(self.mapping, v) for v in node.inputs)
-            if ins != node.inputs:
-                node = node.replace(inputs=ins)
+            if not replaced.isdisjoint(node.inputs):
+                node = node.replace(inputs=tuple(resolve(self.mapping, v) for v in node.inputs))
             self.current = node
             mark = len(self.nodes)
             res = rule(node, self)
