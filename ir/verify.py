@@ -15,7 +15,7 @@ from .printer import format_name, format_node, name_values, ref
 CONTEXT = 3
 """Nodes shown before and after the offending one."""
 
-FUSED_KINDS = ("elementwise", "reduction", "epilogue")
+FUSED_KINDS = ("elementwise", "reduction", "epilogue", "lstm", "gru")
 
 HINTS = {
     "twice": "every value is defined once (SSA); give each node fresh output Values.",

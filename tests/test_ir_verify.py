@@ -208,7 +208,7 @@ def test_bad_node_inside_a_region_is_found():
 
 FUSED_CASES = [
     ('fused[kind="elementwise"](%0) (%2: f32[2]', 'fused[kind="magic"](%0) (%2: f32[2]',
-     "fused kind 'magic' is not one of ('elementwise', 'reduction', 'epilogue')", "attrs"),
+     "fused kind 'magic' is not one of ('elementwise', 'reduction', 'epilogue', 'lstm', 'gru')", "attrs"),
     ("(%0) (%2: f32[2])", "(%0, %x) (%2: f32[2])",
      "fused node has 2 inputs but its region has 1 parameters", "fused"),
     ("%1: f32[2] = fused", "%1: f32[2], %9: f32[2] = fused",

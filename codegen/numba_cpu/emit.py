@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ir.errors import LoweringError
 from ir.graph import Graph, Value
+from ir.shapes import dim_factors
 from ir.types import DType, TensorType
 
 from .outline import LoopKernels, outline
@@ -77,6 +78,7 @@ class Body:
         self.em = emitter
         self.lines: list[str] = []
         self.indent = 1
+        self.bound: set[str] = set()      # symbols bound to sizes in this function
 
     def line(self, text: str) -> None:
         self.lines.append("    " * self.indent + text)
@@ -124,13 +126,18 @@ class Emitter:
         for inp in graph.inputs:
             for d in inp.value.type.shape:
                 if isinstance(d, str):
-                    self.symbols.setdefault(d, "S_" + re.sub(r"\W", "_", d))
+                    for name in dim_factors(d)[1]:
+                        self.symbols.setdefault(name, "S_" + re.sub(r"\W", "_", name))
 
     def fresh(self, hint: str) -> str:
         self.counter += 1
         return f"{hint}{self.counter}"
 
     def symbol(self, name: str) -> str:
+        """Code for a symbolic size: a bound symbol, or a product such as ``4*B*S``."""
+        if "*" in name:
+            k, syms = dim_factors(name)
+            return "(" + " * ".join([str(k)] * (k != 1) + [self.symbol(s) for s in syms]) + ")"
         if name not in self.symbols:
             raise LoweringError(f"dimension {name!r} is not bound by any graph input")
         return self.symbols[name]
@@ -209,12 +216,15 @@ class Emitter:
         return outline(text, self.kernels)
 
     def _bind_symbols(self, body: Body, env):
-        bound = set()
-        for v, op in env.items():
-            for i, d in enumerate(v.type.shape):
-                if isinstance(d, str) and d not in bound and d in self.symbols:
-                    body.line(f"{self.symbols[d]} = {op.var}.shape[{i}]")
-                    bound.add(d)
+        """Bind each symbol from an input dimension that holds it alone, or else times a
+        constant (``4*B``: ``S_B = a0.shape[0] // 4``)."""
+        dims = [(op.var, i, dim_factors(d)) for v, op in env.items()
+                for i, d in enumerate(v.type.shape) if isinstance(d, str)]
+        for var, i, (k, syms) in sorted(dims, key=lambda x: x[2][0] != 1):
+            if len(syms) == 1 and syms[0] in self.symbols and syms[0] not in body.bound:
+                size = f"{var}.shape[{i}]" + (f" // {k}" if k != 1 else "")
+                body.line(f"{self.symbols[syms[0]]} = {size}")
+                body.bound.add(syms[0])
 
 
 def generate(graph: Graph):

@@ -14,6 +14,8 @@ import math
 import numpy as np
 from numba import njit
 
+from . import vecmath as V
+
 jit = njit(cache=True, error_model="numpy")
 
 # ---- reductions over the middle axis of (O, R, I) -------------------------------------
@@ -448,3 +450,55 @@ def sum_all(x):
     for v in x.ravel():
         acc += v
     return acc
+
+
+# ---- recurrent layers (fused regions of kind "lstm"/"gru", float32) ---------------------
+
+
+@jit
+def lstm_layer(xp, w_hh, b_hh, h0, c0):
+    """A whole LSTM layer over time, as the unrolled graph computes it step by step:
+    gates = xp[t] + (h @ w_hh.T + b_hh), torch's gate order (i, f, g, o),
+    c = f * c + i * g, h = o * tanh(c). xp is the input projection (T, B, 4H)."""
+    T, B, G = xp.shape
+    H = G // 4
+    hs = np.empty((T, B, H), xp.dtype)
+    bias = b_hh if b_hh.size > 0 else np.zeros(G, xp.dtype)
+    h = np.ascontiguousarray(h0)
+    c = c0.copy()
+    for t in range(T):
+        rec = np.dot(h, w_hh.T)
+        for b in range(B):
+            for j in range(H):
+                i = V.sigmoid32(xp[t, b, j] + (rec[b, j] + bias[j]))
+                f = V.sigmoid32(xp[t, b, H + j] + (rec[b, H + j] + bias[H + j]))
+                g = V.tanh32(xp[t, b, 2 * H + j] + (rec[b, 2 * H + j] + bias[2 * H + j]))
+                o = V.sigmoid32(xp[t, b, 3 * H + j] + (rec[b, 3 * H + j] + bias[3 * H + j]))
+                cell = i * g + f * c[b, j]
+                c[b, j] = cell
+                hs[t, b, j] = o * V.tanh32(cell)
+        h = hs[t]
+    return hs, c
+
+
+@jit
+def gru_layer(xp, w_hh, b_hh, h0):
+    """A whole GRU layer over time, as the unrolled graph computes it: with
+    x = xp[t] and r = h @ w_hh.T + b_hh split as (r, z, n) in torch's order,
+    r = sigmoid(x_r + h_r), z = sigmoid(x_z + h_z), n = tanh(x_n + r * h_n),
+    h = n + (h - n) * z."""
+    T, B, G = xp.shape
+    H = G // 3
+    hs = np.empty((T, B, H), xp.dtype)
+    bias = b_hh if b_hh.size > 0 else np.zeros(G, xp.dtype)
+    h = np.ascontiguousarray(h0)
+    for t in range(T):
+        rec = np.dot(h, w_hh.T)
+        for b in range(B):
+            for j in range(H):
+                r = V.sigmoid32(xp[t, b, j] + (rec[b, j] + bias[j]))
+                z = V.sigmoid32(xp[t, b, H + j] + (rec[b, H + j] + bias[H + j]))
+                n = V.tanh32(xp[t, b, 2 * H + j] + r * (rec[b, 2 * H + j] + bias[2 * H + j]))
+                hs[t, b, j] = n + (h[b, j] - n) * z
+        h = hs[t]
+    return hs

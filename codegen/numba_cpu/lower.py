@@ -264,6 +264,8 @@ def lower_node(body: Body, node: Node, env: dict[Value, Operand]) -> None:
 def _lower_fused(body: Body, node: Node, ins):
     region = node.region
     kind = node.attrs.get("kind")
+    if kind in RECURRENT_KINDS:
+        return lower_recurrent(body, node, ins)
     results = list(region.results)
     same = len({r.type.shape for r in results}) == 1
     body_vals = {o for n in region.nodes for o in n.outputs}
@@ -288,4 +290,5 @@ def _lower_fused(body: Body, node: Node, ins):
 
 
 from .arrays import ARRAY  # noqa: E402  (ARRAY lowerings use emit_loop from this module)
+from .recurrent import RECURRENT_KINDS, lower_recurrent  # noqa: E402
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..graph import Graph, Node, Region, Value
 from ..opdef import OPS
+from .recurrent import RECURRENT_KINDS
 
 
 def _live_nodes(nodes, roots) -> tuple[list[Node], set[Value]]:
@@ -18,8 +19,11 @@ def _live_nodes(nodes, roots) -> tuple[list[Node], set[Value]]:
 
 
 def _trim_fused(node: Node, live: set[Value]) -> Node:
-    """Drop a fused node's unused results, then its dead body nodes and unused params."""
+    """Drop a fused node's unused results, then its dead body nodes and unused params
+    (except in recurrent regions, whose params and results backends read by position)."""
     region = node.region
+    if node.attrs.get("kind") in RECURRENT_KINDS:
+        return node
     pairs = [(o, r) for o, r in zip(node.outputs, region.results) if o in live]
     if not pairs:
         pairs = [(node.outputs[0], region.results[0])]

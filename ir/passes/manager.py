@@ -11,6 +11,7 @@ from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .fold import fold_constants
 from .fusion import fuse
+from .recurrent import wrap_recurrent
 from .rewrites import rewrite_patterns
 from .simplify import simplify
 
@@ -20,13 +21,14 @@ PASSES: dict[str, Callable[[Graph], int]] = {
     "fold": fold_constants,
     "simplify": simplify,
     "rewrite": rewrite_patterns,
+    "recurrent": wrap_recurrent,
     "fuse": fuse,
 }
 
 SIMPLIFYING = ["simplify", "fold", "rewrite", "cse", "dce"]
 """Run in a loop until none of them changes anything (bounded by MAX_ROUNDS)."""
 MAX_ROUNDS = 8
-DEFAULT_PIPELINE = SIMPLIFYING + ["fuse", "dce"]
+DEFAULT_PIPELINE = SIMPLIFYING + ["recurrent", "fuse", "dce"]
 
 
 @dataclass
