@@ -125,9 +125,10 @@ def bench_model(name: str, folder: Path, dynamo: bool, repeats: int, block_s: fl
     return row
 
 
-def table(rows: list[dict], exporter: str) -> str:
+def table(rows: list[dict], exporter: str, load: tuple[float, float]) -> str:
     lines = [f"ONNX export on the zoo (batch 1; torch side: {exporter}; onnxruntime "
-             f"{ort.__version__}, {THREADS} threads; times are medians)", "",
+             f"{ort.__version__}, {THREADS} threads; times are medians; {os.cpu_count()} CPUs, "
+             f"1-minute load average {load[0]:.1f} at the start, {load[1]:.1f} at the end)", "",
              "| model | export s (tracejit / torch) | file KB (tracejit / torch) | "
              "nodes (tracejit / torch) | ort latency us (tracejit / torch) | latency ratio |",
              "|---|---|---|---|---|---|"]
@@ -155,6 +156,7 @@ def main(argv=None) -> int:
              [n for n, e in zoo.ZOO.items() if e.quick or not args.quick])
     repeats, block_s = (7, 0.05) if args.quick else (21, 0.1)
     rows = []
+    load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         dynamo, exporter = pick_torch_exporter(folder)
@@ -163,14 +165,15 @@ def main(argv=None) -> int:
         for name in names:
             rows.append(bench_model(name, folder, dynamo, repeats, block_s))
             print(f"  {name}: done", file=sys.stderr, flush=True)
-    text = table(rows, exporter)
+    load = (load_start, os.getloadavg()[0])
+    text = table(rows, exporter, load)
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "onnx_export.md").write_text(text + "\n")
     (out / "onnx_export.json").write_text(json.dumps(
         {"exporter": exporter, "onnxruntime": ort.__version__, "torch": torch.__version__,
-         "cpu_count": os.cpu_count(), "rows": rows}, indent=1))
+         "cpu_count": os.cpu_count(), "load_average": load, "rows": rows}, indent=1))
     return 0
 
 

@@ -255,13 +255,13 @@ def _expand(tr, out, x, *args, **kwargs):
 
 @rule("permute")
 def _permute(tr, out, x, dims):
-    return tr.emit("permute", [tr.value_of(x)], dims=tuple(d % max(x.dim(), 1) for d in dims))
+    return tr.reuse("permute", [tr.value_of(x)], dims=tuple(d % max(x.dim(), 1) for d in dims))
 
 
 @rule("t")
 def _t(tr, out, x):
     v = tr.value_of(x)
-    return v if x.dim() < 2 else tr.emit("permute", [v], dims=(1, 0))
+    return v if x.dim() < 2 else tr.reuse("permute", [v], dims=(1, 0))
 
 
 @rule("transpose.int", "transpose_")
@@ -270,7 +270,7 @@ def _transpose(tr, out, x, d0, d1):
     dims = list(range(x.dim()))
     if dims:
         dims[d0 % rank], dims[d1 % rank] = dims[d1 % rank], dims[d0 % rank]
-    return tr.emit("permute", [tr.value_of(x)], dims=tuple(dims))
+    return tr.reuse("permute", [tr.value_of(x)], dims=tuple(dims))
 
 
 @rule("unsqueeze")

@@ -146,6 +146,7 @@ class Tracer(TorchDispatchMode):
         self.guards: list[Node] = []
         self.externs: list[Node] = []
         self.aborted: TraceAbort | None = None
+        self.reused: dict[tuple, Value] = {}    # (op, inputs, attrs) -> value, see `reuse`
 
     # ---- values ---------------------------------------------------------------------------
 
@@ -190,9 +191,12 @@ class Tracer(TorchDispatchMode):
 
     def emit(self, op: str, inputs, **attrs) -> Value | tuple[Value, ...]:
         """Append one node; returns its output value (or tuple of values)."""
-        opdef = OPS[op]
+        in_types = tuple(v.type for v in inputs)
         try:
-            types = opdef.infer_types([v.type for v in inputs], attrs)
+            try:
+                types = _infer(op, in_types, tuple(attrs.items()))
+            except TypeError:                   # an unhashable attribute (a list)
+                types = OPS[op].infer_types(list(in_types), attrs)
         except (TypeRuleError, ValueError) as e:
             raise TraceAbort(f"internal: cannot type {op}{attrs}: {e}") from e
         outs = tuple(Value(t) for t in types)
@@ -201,6 +205,16 @@ class Tracer(TorchDispatchMode):
         if op == "guard":
             self.guards.append(node)
         return outs[0] if len(outs) == 1 else outs
+
+    def reuse(self, op: str, inputs, **attrs) -> Value:
+        """``emit`` for a pure single-output op, answered by an identical earlier node when
+        there is one: an unrolled loop transposes the same weight at every step, and the
+        copies would only grow both traces, the merge and CSE's work."""
+        key = (op, tuple(inputs), tuple(sorted(attrs.items())))
+        v = self.reused.get(key)
+        if v is None:
+            v = self.reused[key] = self.emit(op, inputs, **attrs)
+        return v
 
     def guard_values(self, t: torch.Tensor) -> None:
         """Python read a whole tensor's values (``tolist``, ``numpy``): guard on all of them."""
@@ -365,6 +379,12 @@ class DataReads(TorchFunctionMode):
             except TraceAbort as e:
                 self.tracer.aborted = e
         return func(*args, **(kwargs or {}))
+
+
+@functools.lru_cache(maxsize=4096)
+def _infer(op: str, in_types: tuple, attrs: tuple) -> tuple:
+    """Output types of ``op``, cached: an unrolled loop types the same ops at every step."""
+    return tuple(OPS[op].infer_types(list(in_types), dict(attrs)))
 
 
 _PLANS: dict = {}
