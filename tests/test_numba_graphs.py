@@ -107,6 +107,25 @@ def test_fused_elementwise_chain_matches_and_inlines_unknown_kinds():
     check(g, [x])
 
 
+def test_large_loops_run_in_parallel_flat_or_over_the_first_axis():
+    from codegen.numba_cpu.lower import PARALLEL_MIN
+    rng = np.random.default_rng(5)
+    n = PARALLEL_MIN + 3                      # odd sizes: chunks do not divide evenly
+    x = rng.uniform(-4, 4, n).astype(np.float32)
+    x[:3] = [np.inf, -0.0, np.nan]
+    exe, _ = check(chain_graph(n), [x])       # same-shape operands: one flat prange
+    assert "parallel=True" in exe.source and ".reshape(-1)" in exe.source
+    g = Graph("bias")                         # broadcasting: prange over the first axis
+    a, b = g.add_input("a", t(5, n // 4)), g.add_input("b", t(1, n // 4))
+    nd, y = node("add", (a, b), t(5, n // 4))
+    g.nodes.append(nd)
+    g.outputs = [y]
+    exe, _ = check(g, [rand(rng, 5, n // 4), rand(rng, 1, n // 4)])
+    assert "parallel=True" in exe.source and ".reshape(-1)" not in exe.source
+    exe, _ = check(chain_graph(4096), [x[:4096]])  # small: serial
+    assert "parallel=True" not in exe.source
+
+
 def test_epilogue_and_broadcasting_region():
     rng = np.random.default_rng(2)
     g = Graph("epi")

@@ -33,7 +33,7 @@ the file name is a hash of what it was generated from."""
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from codegen.numba_cpu import kernels as K
 from codegen.numba_cpu import vecmath as V

@@ -36,7 +36,10 @@ class LoopKernels:
         for key, name in self.names.items():
             head, text = key.split("\n", 1)
             body = "\n".join("    " + line for line in text.splitlines())
-            out.append(f"{self.decorator}\ndef {name}{head}\n{body}")
+            deco = self.decorator
+            if "prange(" in text:            # emit_loop asked for threads
+                deco = deco[:-1] + ", parallel=True)"
+            out.append(f"{deco}\ndef {name}{head}\n{body}")
         return out
 
 
@@ -73,7 +76,7 @@ class _Canon(ast.NodeTransformer):
         return ast.Name(self.rename[node.id], node.ctx)
 
     def visit_Call(self, node: ast.Call):
-        if isinstance(node.func, ast.Name) and node.func.id == "range":
+        if isinstance(node.func, ast.Name) and node.func.id in ("range", "prange"):
             new_args = []
             for a in node.args:
                 value = _int_const(a)
