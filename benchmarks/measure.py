@@ -29,18 +29,32 @@ def calls_per_block(f: Callable, x, block_s: float) -> int:
     return max(1, int(block_s / max(per_call_s(f, x, 1), 1e-7)))
 
 
+SETTLE_S = 0.1
+"""Pause before each timed block. Thread pools spin-wait after their last task (torch's
+OpenMP, OpenBLAS in NumPy and in SciPy, onnxruntime): on 2 cores, the previous system's
+spinning threads made the next one's multi-threaded kernels wait, e.g. numba-cpu's MLP
+at batch 64 measured 28.7 ms right after the other systems and 0.85 ms alone."""
+
+
 def interleaved(fns: dict[str, Callable], x, repeats: int, block_s: float,
                 tick: Callable[[], None] = lambda: None) -> dict[str, list[float]]:
     """Per-call seconds from ``repeats`` round-robin blocks over every system.
 
     Each round visits the systems in a rotated order, so a slow drift of the machine
-    (other load, frequency) spreads over all systems instead of favouring one.
+    (other load, frequency) spreads over all systems instead of favouring one. Before a
+    block the other systems' thread pools get ``SETTLE_S`` to go idle and the system makes
+    one untimed call.
     """
     names = list(fns)
-    sizes = {n: calls_per_block(fns[n], x, block_s) for n in names}
+    sizes = {}
+    for n in names:
+        time.sleep(SETTLE_S)
+        sizes[n] = calls_per_block(fns[n], x, block_s)
     samples: dict[str, list[float]] = {n: [] for n in names}
     for r in range(repeats):
         for n in names[r % len(names):] + names[:r % len(names)]:
+            time.sleep(SETTLE_S)
+            fns[n](x)
             samples[n].append(per_call_s(fns[n], x, sizes[n]))
         tick()
     return samples
