@@ -126,6 +126,23 @@ def test_large_loops_run_in_parallel_flat_or_over_the_first_axis():
     assert "parallel=True" not in exe.source
 
 
+def test_parallel_kernels_called_from_several_threads_at_once():
+    """Numba's workqueue layer ends the process on concurrent parallel launches: the
+    generated code serialises them (kernels.PARALLEL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from codegen.numba_cpu.lower import PARALLEL_MIN
+    n = PARALLEL_MIN * 2
+    exe = compile_graph(chain_graph(n), "numba-cpu")
+    assert "with K.PARALLEL:" in exe.source
+    xs = [np.random.default_rng(k).uniform(-3, 3, n).astype(np.float32) for k in range(4)]
+    want = [exe([x])[0][0] for x in xs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda x: exe([x])[0][0], xs * 5))
+    for g, w in zip(got, want * 5):
+        np.testing.assert_array_equal(g, w)
+
+
 def test_epilogue_and_broadcasting_region():
     rng = np.random.default_rng(2)
     g = Graph("epi")

@@ -10,6 +10,7 @@ Accumulation is in float64 (int64 for integers) where order or precision matters
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 from numba import njit
@@ -17,6 +18,11 @@ from numba import njit
 from . import vecmath as V
 
 jit = njit(cache=True, error_model="numpy")
+
+PARALLEL = threading.Lock()
+"""Held around every call of a parallel loop kernel. The backend runs them on Numba's
+workqueue threading layer (see __init__.py), which ends the process when two Python
+threads enter parallel code at once."""
 
 # ---- reductions over the middle axis of (O, R, I) -------------------------------------
 
@@ -274,32 +280,35 @@ def linear(x, w, b):
 
 @jit
 def conv2d(x, w, b, sh, sw, ph, pw, dh, dw, groups, OH, OW):
-    """Convolution of (N, C, H, W) by (O, C/groups, KH, KW): im2col then one GEMM per group."""
+    """Convolution of (N, C, H, W) by (O, C/groups, KH, KW): per group, im2col of the whole
+    batch into (C/groups*KH*KW, N*OH*OW) and one GEMM, then the bias on the way out."""
     N, C, H, W = x.shape
     O, CG, KH, KW = w.shape
-    OG = O // groups
-    out = np.empty((N, O, OH, OW), x.dtype)
-    cols = np.zeros((CG * KH * KW, OH * OW), x.dtype)
-    for n in range(N):
-        for g in range(groups):
+    OG, P = O // groups, OH * OW
+    out = np.empty((N, O, P), x.dtype)
+    bias = b if b.size > 0 else np.zeros(O, x.dtype)
+    cols = np.empty((CG * KH * KW, N * P), x.dtype)
+    for g in range(groups):
+        for n in range(N):
             for c in range(CG):
                 for kh in range(KH):
                     for kw in range(KW):
                         row = (c * KH + kh) * KW + kw
                         for oh in range(OH):
                             ih = oh * sh - ph + kh * dh
+                            at = n * P + oh * OW
                             for ow in range(OW):
                                 iw = ow * sw - pw + kw * dw
                                 inside = 0 <= ih < H and 0 <= iw < W
-                                cols[row, oh * OW + ow] = (x[n, g * CG + c, ih, iw]
-                                                           if inside else 0)
-            wg = w[g * OG:(g + 1) * OG].reshape((OG, CG * KH * KW))
-            res = np.dot(wg, cols)
+                                cols[row, at + ow] = x[n, g * CG + c, ih, iw] if inside else 0
+        wg = np.ascontiguousarray(w[g * OG:(g + 1) * OG]).reshape((OG, CG * KH * KW))
+        res = np.dot(wg, cols)
+        for n in range(N):
             for o in range(OG):
-                bo = b[g * OG + o] if b.size > 0 else 0
-                for p in range(OH * OW):
-                    out[n, g * OG + o, p // OW, p % OW] = res[o, p] + bo
-    return out
+                bo = bias[g * OG + o]
+                for p in range(P):
+                    out[n, g * OG + o, p] = res[o, n * P + p] + bo
+    return out.reshape((N, O, OH, OW))
 
 
 @jit
@@ -456,15 +465,22 @@ def sum_all(x):
 
 
 @jit
+def _layer_start(xp, b_hh, h0, H):
+    """A recurrent layer's output (T, B, H), its recurrent bias (zeros when it has none)
+    and the first hidden state as a C array."""
+    T, B, G = xp.shape
+    bias = b_hh if b_hh.size > 0 else np.zeros(G, xp.dtype)
+    return np.empty((T, B, H), xp.dtype), bias, np.ascontiguousarray(h0)
+
+
+@jit
 def lstm_layer(xp, w_hh, b_hh, h0, c0):
     """A whole LSTM layer over time, as the unrolled graph computes it step by step:
     gates = xp[t] + (h @ w_hh.T + b_hh), torch's gate order (i, f, g, o),
     c = f * c + i * g, h = o * tanh(c). xp is the input projection (T, B, 4H)."""
     T, B, G = xp.shape
     H = G // 4
-    hs = np.empty((T, B, H), xp.dtype)
-    bias = b_hh if b_hh.size > 0 else np.zeros(G, xp.dtype)
-    h = np.ascontiguousarray(h0)
+    hs, bias, h = _layer_start(xp, b_hh, h0, H)
     c = c0.copy()
     for t in range(T):
         rec = np.dot(h, w_hh.T)
@@ -489,9 +505,7 @@ def gru_layer(xp, w_hh, b_hh, h0):
     h = n + (h - n) * z."""
     T, B, G = xp.shape
     H = G // 3
-    hs = np.empty((T, B, H), xp.dtype)
-    bias = b_hh if b_hh.size > 0 else np.zeros(G, xp.dtype)
-    h = np.ascontiguousarray(h0)
+    hs, bias, h = _layer_start(xp, b_hh, h0, H)
     for t in range(T):
         rec = np.dot(h, w_hh.T)
         for b in range(B):

@@ -112,7 +112,11 @@ def outline(function_source: str, kernels: LoopKernels) -> str:
             params = canon.params + [f"n{i}" for i in range(len(canon.counts))]
             name = kernels.name_for(params, [new])
             args = [a.id for a in canon.args] + [str(c) for c in canon.counts]
-            body.append(f"{name}({', '.join(args)})")
+            call = f"{name}({', '.join(args)})"
+            if any(isinstance(n, ast.Name) and n.id == "prange" for n in nodes[k]):
+                body += ["with K.PARALLEL:", "    " + call]   # see kernels.PARALLEL
+            else:
+                body.append(call)
             continue
         if any(isinstance(n, (ast.For, ast.While)) for n in nodes[k]):
             raise LoweringError("a generated loop is nested in another statement; "
