@@ -20,6 +20,9 @@ METHOD = {
     "compile_cold": "fresh process, empty TRACEJIT/NUMBA/TORCHINDUCTOR cache folders: "
                     "(build + first two calls) - two eager calls (tracejit's first call traces "
                     "eagerly; Numba compiles on the first compiled call)",
+    "compile_library_cached": "tracejit-numba: fresh process, empty graph cache, but the "
+                              "generic kernels (compiled once per installation) in Numba's "
+                              "cache as the cold run left them",
     "compile_warm": "fresh process, the caches the cold run filled (systems with a disk "
                     "cache only)",
     "steady_state": "the latency columns (compiled code, caches hot, per call)",
@@ -99,8 +102,11 @@ def compile_cell(row) -> str:
     if "error" in cold:
         return "error"
     parts = []
+    graph = row.get("graph_cold") or {}
     if cold.get("compile_s") is not None:
         parts.append(f"{cold['compile_s']:.2f} s")
+        if graph.get("compile_s") is not None:
+            parts.append(f"library cached {graph['compile_s']:.2f} s")
         parts.append(f"warm {warm['compile_s']:.2f} s" if warm and "compile_s" in warm
                      else "warm error" if warm else "")
     if cold.get("peak_delta_mib") is not None:

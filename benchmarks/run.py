@@ -98,6 +98,10 @@ def _probes(args, model, batch, workdir, progress, task) -> list[dict]:
         cache.mkdir(parents=True, exist_ok=True)
         progress.update(task, description=f"{model}: {name} cold start")
         row["cold"] = measure.run_probe(model, name, batch, cache, args.probe_timeout)
+        if systems.SYSTEMS[name].library_env and "error" not in row["cold"]:
+            progress.update(task, description=f"{model}: {name} cold graph, library cached")
+            row["graph_cold"] = measure.run_probe(model, name, batch, cache / "graph-cold",
+                                                  args.probe_timeout, library_from=cache)
         progress.advance(task)
         if systems.SYSTEMS[name].disk_cache and "error" not in row["cold"]:
             progress.update(task, description=f"{model}: {name} warm start")

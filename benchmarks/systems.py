@@ -75,12 +75,15 @@ class System:
     disk_cache: bool = False        # a new process can reuse work: warm differs from cold
     small_only: bool = False        # too slow for the big models
     env: tuple[str, ...] = field(default=())   # cache variables to point at workdir
+    library_env: str | None = None  # the variable of its generic kernels' cache (kept by the
+    #                                 "graph cold" probe: compiled once per installation)
 
 
 TRACEJIT_ENV = ("TRACEJIT_CACHE_DIR", "NUMBA_CACHE_DIR")
 SYSTEMS: dict[str, System] = {s.name: s for s in [
     System("eager", _eager, compiles=False),
-    System("tracejit-numba", _tracejit("numba-cpu"), disk_cache=True, env=TRACEJIT_ENV),
+    System("tracejit-numba", _tracejit("numba-cpu"), disk_cache=True, env=TRACEJIT_ENV,
+           library_env="NUMBA_CACHE_DIR"),
     System("tracejit-onnx", _tracejit("onnxruntime"), env=TRACEJIT_ENV),
     System("tracejit-interp", _tracejit("interpret"), small_only=True, env=TRACEJIT_ENV),
     System("torchscript", _torchscript),
@@ -89,9 +92,13 @@ SYSTEMS: dict[str, System] = {s.name: s for s in [
 ]}
 
 
-def cache_env(system: str, workdir: Path) -> dict[str, str]:
-    """Environment for a child process whose caches for ``system`` live in ``workdir``."""
+def cache_env(system: str, workdir: Path, library_from: Path | None = None) -> dict[str, str]:
+    """Environment for a child process whose caches for ``system`` live in ``workdir``;
+    with ``library_from``, the system's library cache is the one in that folder."""
     env = dict(os.environ)
     for var in SYSTEMS[system].env:
         env[var] = str(Path(workdir) / var.lower())
+    lib = SYSTEMS[system].library_env
+    if library_from is not None and lib:
+        env[lib] = str(Path(library_from) / lib.lower())
     return env
