@@ -6,6 +6,7 @@ import math
 
 from ir.ops import GUARD_RTOL
 from ir.shapes import norm_dims
+from ir.types import DType
 
 from .arrays import (acc_ctor, canon, flat_or_empty, lowers, out_operand, permuted_copy,
                      reshaped)
@@ -179,10 +180,15 @@ def _guard(body, node, ins):
     else:
         e = repr(exp)
     g = body.tmp("g")
-    body.line(f"{g} = {body.contig(x)}.ravel()[0]")
-    if isinstance(exp, float) and math.isfinite(exp):    # as ir.ops.guard_holds
+    value = x.scalar if x.var is None else f"{body.contig(x)}.ravel()[0]"
+    body.line(f"{g} = {value}")
+    if isinstance(exp, bool) and x.type.dtype == DType.bool:    # `if t > 0:`, the usual
+        body.line(f"if {'not ' if exp else ''}{g}:")
+    elif isinstance(exp, float) and math.isnan(exp):
+        body.line(f"if {g} == {g}:")
+    elif isinstance(exp, float) and math.isfinite(exp):    # as ir.ops.guard_holds
         body.line(f"if not abs({g} - {e}) <= {GUARD_RTOL!r} * abs({e}):")
     else:
-        body.line(f"if not ({g} == {e} or ({g} != {g} and {e} != {e})):")
+        body.line(f"if {g} != {e}:")
     body.line(f"    raise GuardFailed({e}, {g})")
     return []

@@ -67,10 +67,10 @@ def _select(body, node, ins):
     d = norm_dim(node.attrs["dim"], x.type.rank)
     i = node.attrs["index"]
     item = str(i) if i >= 0 else f"{body.dim(x.type.shape[d])} - {-i}"
-    if x.type.rank == 1:
+    if x.type.rank == 1:         # a NumPy scalar; made a 0-d array only where one is needed
         var = body.tmp("v")
-        body.line(f"{var} = np.full((), {body.materialise(x)}[{item}])")
-        return [Operand(var, node.output.type)]
+        body.line(f"{var} = {body.materialise(x)}[{item}]")
+        return [Operand(None, node.output.type, scalar=var)]
     return [out_operand(body, node, f"{body.materialise(x)}[{_index(x.type.rank, d, item)}]",
                         contiguous=False, alias=x.alias)]
 

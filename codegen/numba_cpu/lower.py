@@ -230,6 +230,11 @@ def loopable(nodes) -> bool:
 def lower_elementwise(body: Body, nodes, params, args: list[Operand], results, into=None):
     shape = results[0].type.shape
     used = [(p, a) for p, a in zip(params, args)]
+    if shape == () and into is None and all(a.scalar is not None for _, a in used):
+        # scalars all the way (a data-dependent guard's index and compare): plain NumPy
+        # scalar lines, no 0-d arrays and no kernel call
+        env = scalar_nodes(body, nodes, {p: a.scalar for p, a in used})
+        return [Operand(None, r.type, scalar=env[r]) for r in results]
 
     def compute(scalars):
         env = scalar_nodes(body, nodes, {p: s for (p, _), s in zip(used, scalars)})
