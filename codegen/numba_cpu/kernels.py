@@ -316,28 +316,34 @@ def attention(q, k, v, mask, mode, causal, scale):
     """softmax(q k^T * scale + mask) v over (B, L, E), (B, S, E), (B, S, Ev).
 
     mode: 0 no mask, 1 boolean mask (False hides), 2 additive mask; mask is (B, L, S).
-    A fully hidden row gives zeros.
+    A fully hidden row gives zeros. Scores stay in q's dtype (as torch's softmax), so a
+    float32 row's exps vectorise; each row's sum accumulates in float64.
     """
     B, L, _ = q.shape
     S = k.shape[1]
     out = np.empty((B, L, v.shape[2]), q.dtype)
+    edge = np.array([-np.inf, 0.0, scale]).astype(q.dtype)   # constants in q's dtype
+    neg_inf, zero, sc = edge[0], edge[1], edge[2]
     for b in range(B):
-        s = np.dot(q[b], k[b].T).astype(np.float64) * scale
+        s = np.dot(q[b], k[b].T)
         for i in range(L):
-            m = -np.inf
+            m = neg_inf
             for j in range(S):
                 hide = (causal and j > i) or (mode == 1 and not mask[b, i, j])
-                t = -np.inf if hide else s[i, j] + (mask[b, i, j] if mode == 2 else 0.0)
+                t = neg_inf if hide else s[i, j] * sc + (mask[b, i, j] if mode == 2 else zero)
                 s[i, j] = t
                 m = max(m, t)
+            if m == neg_inf:
+                s[i, :] = zero
+                continue
+            for j in range(S):
+                s[i, j] = V.exp_any(s[i, j] - m)
             tot = 0.0
             for j in range(S):
-                e = math.exp(s[i, j] - m) if m > -np.inf else 0.0
-                s[i, j] = e
-                tot += e
+                tot += s[i, j]
             for j in range(S):
-                s[i, j] = s[i, j] / tot if tot > 0 else 0.0
-        np.dot(s.astype(q.dtype), v[b], out[b])
+                s[i, j] = s[i, j] / tot
+        np.dot(s, v[b], out[b])
     return out
 
 

@@ -14,7 +14,7 @@ import math
 import numpy as np
 from llvmlite import ir as llir
 from numba import njit, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 f32 = np.float32
 _opts = dict(cache=True, error_model="numpy")
@@ -221,3 +221,16 @@ def gelu_tanh64(x):
 @njit(cache=True, error_model="numpy")
 def silu64(x):
     return x / (1.0 + math.exp(-x))
+
+
+def exp_any(x):
+    """exp for kernels generic over the float type: ``exp32`` (vectorises) on float32,
+    libm's exp otherwise. Callable from njit code only."""
+    raise NotImplementedError("exp_any is for njit code")
+
+
+@overload(exp_any)
+def _exp_any(x):
+    if x == types.float32:
+        return lambda x: exp32(x)
+    return lambda x: math.exp(x)
