@@ -33,7 +33,8 @@ def test_every_op_has_a_cuda_lowering_or_a_reason():
 def test_no_gpu_and_no_simulator_is_a_clear_error():
     from numba import config, cuda
     if config.ENABLE_CUDASIM or cuda.is_available():
-        pytest.skip("a GPU or the simulator is available here")
+        pytest.skip("checks the error raised when neither a GPU nor the CUDA simulator "
+                    "is available; this machine has one of them")
     g = ir.Graph("g")
     x = g.add_input("x", TensorType(DType.f32, (3,)))
     y = ir.Value(x.type)
@@ -46,7 +47,8 @@ def test_no_gpu_and_no_simulator_is_a_clear_error():
 def test_compiled_model_without_gpu_or_simulator_says_what_to_do():
     from numba import config, cuda
     if config.ENABLE_CUDASIM or cuda.is_available():
-        pytest.skip("a GPU or the simulator is available here")
+        pytest.skip("checks the error raised when neither a GPU nor the CUDA simulator "
+                    "is available; this machine has one of them")
     import torch
 
     import tracejit

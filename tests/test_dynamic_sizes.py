@@ -13,6 +13,7 @@ from torch import nn
 
 import tracejit
 from codegen.onnx.export import to_model
+from ir.printer import print_graph
 from tracejit.runtime import Specialization
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
@@ -157,3 +158,14 @@ def test_two_symbol_graph_exports_to_onnx_and_runs_at_other_sizes():
             want = model(x).numpy()
         (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_product_dims_compile_on_numba_cpu():
+    """Attention heads flatten batch and heads into 4*B: numba-cpu binds B from the input
+    and computes the product, so one compiled graph serves every batch and length."""
+    layer = nn.TransformerEncoderLayer(16, 4, 32, batch_first=True, dropout=0.0)
+    d = play(layer, [(2, 5, 16), (3, 7, 16), (5, 6, 16)], "numba-cpu", True)
+    (spec,) = d.all_specializations()
+    assert "4*B" in print_graph(spec.graph) or "B*4" in print_graph(spec.graph)
+    assert type(spec.executable).__name__ == "NumbaExecutable"
+    assert compiled_calls(d) == 2

@@ -147,8 +147,9 @@ they save, and a parallel kernel takes ~0.4 s longer to compile."""
 
 
 def _parallel(shape, loads: list[Operand]) -> str | None:
-    """"flat": one ``prange`` over the elements (every array operand has the output's
-    shape and is C-contiguous); "outer": ``prange`` over the first axis; None: serial."""
+    """How a loop over ``shape`` runs: "flat" is one ``prange`` over the elements (every
+    array operand has the output's shape and is C-contiguous), "outer" a ``prange`` over
+    the first axis, None serial."""
     if not all(isinstance(d, int) for d in shape) or math.prod(shape) < PARALLEL_MIN:
         return None
     if all(op.scalar is not None or (tuple(op.type.shape) == tuple(shape) and op.contiguous)
@@ -171,11 +172,13 @@ def emit_loop(body: Body, shape, loads: list[Operand], compute, out_types, into=
         outs.append(var)
     mode = _parallel(shape, loads)
     if mode == "flat":
+        views: dict[str, str] = {}     # one flat view per array (an in-place loop reads
+        flat = (math.prod(shape),)     # and writes the same one)
         loads = [op if op.scalar is not None else
-                 Operand(_flat_view(body, op.var), op.type.with_shape((math.prod(shape),)))
+                 Operand(_flat_view(body, op.var, views), op.type.with_shape(flat))
                  for op in loads]
-        targets = [_flat_view(body, var) for var in outs]
-        shape = (math.prod(shape),)
+        targets = [_flat_view(body, var, views) for var in outs]
+        shape = flat
     else:
         targets = outs
     rank = len(shape)
@@ -202,10 +205,11 @@ def emit_loop(body: Body, shape, loads: list[Operand], compute, out_types, into=
     return outs
 
 
-def _flat_view(body: Body, var: str) -> str:
-    flat = body.tmp("f")
-    body.line(f"{flat} = {var}.reshape(-1)")
-    return flat
+def _flat_view(body: Body, var: str, views: dict[str, str]) -> str:
+    if var not in views:
+        views[var] = body.tmp("f")
+        body.line(f"{views[var]} = {var}.reshape(-1)")
+    return views[var]
 
 
 def scalar_nodes(body: Body, nodes, binds: dict[Value, str]) -> dict[Value, str]:
