@@ -32,6 +32,7 @@ import codegen
 import ir
 from ir.symbolic import generalize_traces
 
+from . import fastpath
 from .capture import Capture, capture
 from .errors import TraceJitError
 from .runtime import Specialization, StateView, TraceJitWarning, optimize, state_source
@@ -99,6 +100,7 @@ class Dispatcher:
     probes: int = 0             # extra traces dynamic=True took to find its symbols
     probe_ms: float = 0.0       # time those probes and their merges took
     unprobed: set = field(default_factory=set)   # keys, sizes blanked, probes gave up on
+    hot: tuple | None = None    # (arity, fast path) of the last fast call that succeeded
 
     def __post_init__(self):
         self.limit = int(self.options.get("max_specializations", 8))
@@ -122,6 +124,20 @@ class Dispatcher:
     # ---- the call path ------------------------------------------------------------------
 
     def __call__(self, *args, **kwargs):
+        hot = self.hot
+        if hot is not None and not kwargs and len(args) == hot[0]:
+            try:
+                out = hot[1](*args)
+            except ir.GuardFailed:
+                out = fastpath.MISS
+            if out is not fastpath.MISS:
+                return out
+        self.hot = None
+        return self._call(args, kwargs)
+
+    def _call(self, args, kwargs):
+        """The generic path: the guard key picks a specialisation (or makes one); a
+        successful fast call (positional tensors) leaves its fast path in ``self.hot``."""
         if self.children and self._tree_changed():
             self._bind_modules()        # a submodule was replaced: the graphs read the old one
             self.roots.clear()
@@ -150,7 +166,11 @@ class Dispatcher:
             if not guards or guards_hold(guards):
                 rng = _rng_state() if node.rng else None
                 try:
-                    return spec.run(tensors)
+                    out = spec.run(tensors)
+                    if fast and key[3] is None and not node.rng and not (grad and self.params):
+                        fn = spec.fast_path(key, tensors, grad)
+                        self.hot = None if fn is None else (len(tensors), fn)
+                    return out
                 except ir.GuardFailed as e:
                     if rng is not None:
                         _set_rng_state(rng)
@@ -165,7 +185,7 @@ class Dispatcher:
                 return self._specialize(key, args, kwargs, (node, outcome))
             node = child
 
-    def _eager(self, reason: str, args, kwargs, stacklevel: int = 4):
+    def _eager(self, reason: str, args, kwargs, stacklevel: int = 5):
         """Run eagerly; the first time for ``reason``, warn at the user's call (the
         stacklevel counts this frame and tracejit's ones above it)."""
         run = self.eager_runs.get(reason)
@@ -180,20 +200,20 @@ class Dispatcher:
 
     def _specialize(self, key, args, kwargs, parent):
         if self.gave_up is not None:
-            return self._eager(self.gave_up, args, kwargs, stacklevel=5)
+            return self._eager(self.gave_up, args, kwargs, stacklevel=6)
         if self.count >= self.limit:
             why = self.failures.most_common(1)[0][0] if parent else self._key_change(key)
             self.gave_up = (f"gave up after {self.count} specialisations (limit "
                             f"max_specializations={self.limit}); the guard that kept failing: "
                             f"{why}")
-            return self._eager(self.gave_up, args, kwargs, stacklevel=5)
+            return self._eager(self.gave_up, args, kwargs, stacklevel=6)
         cap = capture(self.fn, args, kwargs, module=self.module, name=self.name,
                       fullgraph=self.fullgraph)
         self.count += 1
         if cap.aborted is not None:
             node = SpecNode(EagerSpecialization(cap.aborted, cap))
             warnings.warn(f"tracejit: {self.name} runs eagerly: {cap.aborted}", TraceJitWarning,
-                          stacklevel=4)
+                          stacklevel=5)
         else:
             tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
             node = (parent is None and (self._generalize(key, cap, tensors) or

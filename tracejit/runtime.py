@@ -6,7 +6,7 @@ only when the tensor object or its storage changes (../shared/notes/call-overhea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,7 @@ from torch.utils._pytree import tree_unflatten
 
 import ir
 
+from . import fastpath
 from .capture import Capture
 from .externs import numpy_extern
 
@@ -73,6 +74,7 @@ class Specialization:
     compile_ms: float = 0.0
     pass_stats: Any = None
     calls: int = 0
+    fast_paths: dict = field(default_factory=dict)   # guard key -> fast path or None
 
     def __post_init__(self):
         exe = self.executable
@@ -86,6 +88,15 @@ class Specialization:
         if getattr(exe, "device_kind", None) == "cuda":
             from .cuda_interop import device_runner   # CUDA tensors stay on the device
             self.run = device_runner(self)
+
+    def fast_path(self, key, tensors, grad: bool):
+        """The fast path (``tracejit.fastpath``) for calls with guard key ``key``, made
+        once per key; None where the specialisation has none."""
+        if key not in self.fast_paths:
+            if len(self.fast_paths) >= 8:
+                self.fast_paths.pop(next(iter(self.fast_paths)))
+            self.fast_paths[key] = fastpath.build(self, tensors, grad)
+        return self.fast_paths[key]
 
     def run(self, tensors: list[torch.Tensor]):
         arrays = [t.detach().numpy() if d else t.numpy() for t, d in zip(tensors, self.detach)]
@@ -106,6 +117,10 @@ class Specialization:
         self.calls += 1
         if self.single:
             return torch.from_numpy(outs[0])
+        return self.wrap(outs)
+
+    def wrap(self, outs):
+        """The call's result: the graph's output arrays as tensors, in forward's structure."""
         results = [torch.from_numpy(o) for o in outs]
         leaves = [x if i is None else results[i]
                   for x, i in zip(self.capture.out_leaves, self.leaf_pos)]

@@ -32,7 +32,7 @@ def out_operand(body: Body, node: Node, expr: str, k: int = 0, contiguous=True, 
 
 
 def reshaped(body: Body, x: Operand, shape) -> str:
-    return f"{body.contig(x)}.reshape({body.shape(shape)})"
+    return body.reshape(body.contig(x), x.type.shape, shape)
 
 
 def acc_ctor(dt: DType) -> str:

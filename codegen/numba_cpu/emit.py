@@ -93,6 +93,12 @@ class Body:
         dims = [self.dim(d) for d in shape]
         return "(" + "".join(d + ", " for d in dims).rstrip(" ") + ")"
 
+    def reshape(self, expr: str, have, want) -> str:
+        """``expr``, an array of shape ``have``, as shape ``want`` (``(-1,)``: flat); no
+        call where it already is (each ``reshape`` costs about 0.5 µs in the entry)."""
+        same = tuple(have) == tuple(want) or (tuple(want) == (-1,) and len(have) == 1)
+        return expr if same else f"{expr}.reshape({self.shape(want)})"
+
     def prod(self, shape) -> str:
         return " * ".join(f"({self.dim(d)})" for d in shape) if shape else "1"
 

@@ -1,0 +1,136 @@
+"""The per-call fast path (tracejit/fastpath.py): taken once a call has succeeded, and
+left, with the same result as eager, whenever anything its specialisation depends on moves."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import tracejit
+from tracejit.runtime import Specialization
+
+
+class Net(nn.Module):
+    def __init__(self, scale=1.0):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(6, 8), nn.Linear(8, 3)
+        self.scale = scale
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x))) * self.scale
+
+
+def calls(cm) -> int:
+    return sum(s.calls for s in cm._tj_dispatcher.all_specializations()
+               if isinstance(s, Specialization))
+
+
+def warm(cm, x):
+    """Three calls: the first traces, the second leaves its fast path, the third takes it."""
+    for _ in range(3):
+        cm(x)
+    assert cm._tj_dispatcher.hot is not None
+
+
+@pytest.fixture
+def net():
+    torch.manual_seed(0)
+    return Net().eval()
+
+
+@pytest.fixture
+def x():
+    torch.manual_seed(1)
+    return torch.randn(2, 6)
+
+
+def check(cm, model, x, assert_matches):
+    assert_matches(cm(x), model(x))
+
+
+@torch.no_grad()
+def test_fast_path_matches_eager_and_counts_calls(net, x, assert_matches):
+    cm = tracejit.compile(net)
+    warm(cm, x)
+    before = calls(cm)
+    for _ in range(3):
+        y = torch.randn(2, 6)
+        check(cm, net, y, assert_matches)
+    assert calls(cm) == before + 3
+
+
+@torch.no_grad()
+def test_fast_path_left_when_a_parameter_changes(net, x, assert_matches):
+    cm = tracejit.compile(net)
+    warm(cm, x)
+    net.fc1.weight.add_(0.5)                                    # in place: same storage
+    check(cm, net, x, assert_matches)
+    net.fc1.weight.data = torch.randn(8, 6)                     # new storage, same object
+    check(cm, net, x, assert_matches)
+    net.fc2.bias = nn.Parameter(torch.randn(3))                 # new object
+    check(cm, net, x, assert_matches)
+    net.fc2 = nn.Linear(8, 3)                                   # new submodule
+    check(cm, net, x, assert_matches)
+
+
+@torch.no_grad()
+def test_fast_path_left_when_an_attribute_forward_reads_changes(net, x, assert_matches):
+    cm = tracejit.compile(net)
+    warm(cm, x)
+    net.scale = 3.0
+    check(cm, net, x, assert_matches)
+    assert len(cm._tj_dispatcher.all_specializations()) == 2
+
+
+@torch.no_grad()
+def test_fast_path_left_for_other_inputs(net, x, assert_matches):
+    cm = tracejit.compile(net, dynamic=False)
+    warm(cm, x)
+    check(cm, net, torch.randn(5, 6), assert_matches)                       # other shape
+    check(cm, net, torch.randn(6, 2).t(), assert_matches)                   # not contiguous
+    with pytest.raises(TypeError):
+        cm(x, x)                                                            # other arity
+
+
+def test_fast_path_left_when_gradients_are_needed(net, x, assert_matches):
+    cm = tracejit.compile(net)
+    with torch.no_grad():
+        warm(cm, x)
+    with pytest.warns(tracejit.TraceJitWarning, match="autograd"):
+        out = cm(x)
+    assert out.requires_grad
+    assert_matches(out, net(x))
+
+
+@torch.no_grad()
+def test_fast_path_takes_two_distinct_inputs_but_not_one_twice(assert_matches):
+    @tracejit.compile
+    def f(a, b):
+        return a * 2 + b * b
+
+    a, b = torch.randn(4), torch.randn(5, 4)
+    for _ in range(3):
+        assert_matches(f(a, b), a * 2 + b * b)
+    assert f._tj_dispatcher.hot is not None
+    a64, b64 = a.double(), b.double()                       # other dtype
+    assert_matches(f(a64, b64), a64 * 2 + b64 * b64)
+    same = torch.randn(4)
+    for _ in range(3):
+        assert_matches(f(same, same), same * 2 + same * same)
+        assert_matches(f(same, same.clone()), same * 2 + same * same)
+
+
+@torch.no_grad()
+def test_fast_path_follows_data_dependent_guards(assert_matches):
+    @tracejit.compile
+    def f(x):
+        return x * 2 if x.sum() > 0 else x - 1
+
+    pos = torch.rand(5) + 0.5
+    for _ in range(3):
+        assert_matches(f(pos), pos * 2)
+    neg = -pos
+    for _ in range(3):
+        assert_matches(f(neg), neg - 1)
+        assert_matches(f(pos), pos * 2)
