@@ -51,8 +51,10 @@ def _linear(body, node, ins):
     if not t.dtype.is_float:
         raise LoweringError(f"numba-cpu: linear on {t.dtype} (BLAS is float only)")
     s = x.type.shape
-    x2 = f"{body.contig(x)}.reshape(({body.prod(s[:-1])}, {body.dim(s[-1])}))"
     bias = flat_or_empty(body, ins[2] if len(ins) > 2 else None, t.dtype)
+    if len(s) == 2:
+        return [out_operand(body, node, f"K.linear({body.contig(x)}, {body.contig(w)}, {bias})")]
+    x2 = f"{body.contig(x)}.reshape(({body.prod(s[:-1])}, {body.dim(s[-1])}))"
     res = f"K.linear({x2}, {body.contig(w)}, {bias})"
     return [out_operand(body, node, f"{res}.reshape({body.shape(t.shape)})")]
 
