@@ -17,7 +17,7 @@ from numba import njit
 
 from . import vecmath as V
 
-jit = njit(cache=True, error_model="numpy")
+jit = njit(cache=True, error_model="numpy", fastmath={"contract"})   # as emit.JIT
 
 PARALLEL = threading.Lock()
 """Held around every call of a parallel loop kernel. The backend runs them on Numba's
@@ -279,39 +279,6 @@ def linear(x, w, b):
 
 
 @jit
-def conv2d(x, w, b, sh, sw, ph, pw, dh, dw, groups, OH, OW):
-    """Convolution of (N, C, H, W) by (O, C/groups, KH, KW): per group, im2col of the whole
-    batch into (C/groups*KH*KW, N*OH*OW) and one GEMM, then the bias on the way out."""
-    N, C, H, W = x.shape
-    O, CG, KH, KW = w.shape
-    OG, P = O // groups, OH * OW
-    out = np.empty((N, O, P), x.dtype)
-    bias = b if b.size > 0 else np.zeros(O, x.dtype)
-    cols = np.empty((CG * KH * KW, N * P), x.dtype)
-    for g in range(groups):
-        for n in range(N):
-            for c in range(CG):
-                for kh in range(KH):
-                    for kw in range(KW):
-                        row = (c * KH + kh) * KW + kw
-                        for oh in range(OH):
-                            ih = oh * sh - ph + kh * dh
-                            at = n * P + oh * OW
-                            for ow in range(OW):
-                                iw = ow * sw - pw + kw * dw
-                                inside = 0 <= ih < H and 0 <= iw < W
-                                cols[row, at + ow] = x[n, g * CG + c, ih, iw] if inside else 0
-        wg = np.ascontiguousarray(w[g * OG:(g + 1) * OG]).reshape((OG, CG * KH * KW))
-        res = np.dot(wg, cols)
-        for n in range(N):
-            for o in range(OG):
-                bo = bias[g * OG + o]
-                for p in range(P):
-                    out[n, g * OG + o, p] = res[o, n * P + p] + bo
-    return out.reshape((N, O, OH, OW))
-
-
-@jit
 def attention(q, k, v, mask, mode, causal, scale):
     """softmax(q k^T * scale + mask) v over (B, L, E), (B, S, E), (B, S, Ev).
 
@@ -522,3 +489,6 @@ def gru_layer(xp, w_hh, b_hh, h0):
                 hs[t, b, j] = n + (h[b, j] - n) * z
         h = hs[t]
     return hs
+
+
+from .kernels_conv import conv2d  # noqa: E402,F401  (uses jit from this module)
