@@ -26,7 +26,8 @@ CASES = [  # (N, C, H, W), (O, KH, KW), stride, padding, dilation, groups, bias
     ((5, 16, 6, 5), (12, 1, 1), (1, 1), (0, 0), (1, 1), 2, False),      # 1x1, grouped
     ((2, 3, 5, 5), (4, 5, 5), (1, 1), (3, 3), (1, 1), 1, True),         # padding > kernel/2
     ((1, 2, 4, 6), (3, 4, 6), (1, 1), (0, 0), (1, 1), 1, True),         # kernel = input
-    ((40, 3, 9, 9), (8, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),        # several chunks
+    ((40, 3, 9, 9), (8, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),        # one big chunk
+    ((5, 16, 24, 24), (4, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),      # chunks of 3 and 2
 ]
 
 

@@ -491,4 +491,4 @@ def gru_layer(xp, w_hh, b_hh, h0):
     return hs
 
 
-from .kernels_conv import conv2d  # noqa: E402,F401  (uses jit from this module)
+from .kernels_conv import conv2d  # noqa: E402,F401  (kept in its own module for size)

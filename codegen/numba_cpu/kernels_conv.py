@@ -11,8 +11,9 @@ wraparound test, which otherwise stops the copy loops vectorising (measured 9x s
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
-from .kernels import jit
+jit = njit(cache=True, error_model="numpy")   # as kernels.jit; kernels re-exports conv2d
 
 ROWS_BUDGET = 1 << 18
 """Elements of the im2row buffer per chunk (1 MiB of float32): big enough for BLAS to use
