@@ -750,7 +750,10 @@ def _matmuls() -> Iterator[OpCase]:
                            ("1d", d.f(6), d.f(2, 6), d.f(2)),
                            ("T-weight", d.f(3, 4), transposed(d.f(5, 4)), d.f(5)),
                            ("f64", d.f(3, 4, dtype=F64), d.f(2, 4, dtype=F64), d.f(2, dtype=F64)),
-                           ("in0", d.f(3, 0), d.f(2, 0), d.f(2))]:
+                           ("in0", d.f(3, 0), d.f(2, 0), d.f(2)),
+                           # a few rows into many columns: numba-cpu forms w @ x.T
+                           ("rows", d.f(40, 13), d.f(70, 13), d.f(70)),
+                           ("rows-T-no-bias", transposed(d.f(9, 33)), d.f(100, 33), None)]:
         yield make("linear", label, [x, w] + ([] if b is None else [b]), F.linear)
     d = Data("addmm")
     for label, bias, a, b, attrs in [("row-bias", d.f(5), d.f(7, 13), d.f(13, 5), {}),
