@@ -181,28 +181,52 @@ def softmax(x, log):
 
 
 @jit
+def row_moments(row):
+    """(sum, sum of squares) of a row in float64, in 4 independent chains each: a single
+    chain is one dependent add per element (4 cycles), four let them overlap."""
+    D = row.shape[0]
+    s0 = s1 = s2 = s3 = q0 = q1 = q2 = q3 = 0.0
+    k = 0
+    while k + 4 <= D:
+        a, b, c, d = (np.float64(row[k]), np.float64(row[k + 1]), np.float64(row[k + 2]),
+                      np.float64(row[k + 3]))
+        s0 += a
+        s1 += b
+        s2 += c
+        s3 += d
+        q0 += a * a
+        q1 += b * b
+        q2 += c * c
+        q3 += d * d
+        k += 4
+    while k < D:
+        a = np.float64(row[k])
+        s0 += a
+        q0 += a * a
+        k += 1
+    return (s0 + s1) + (s2 + s3), (q0 + q1) + (q2 + q3)
+
+
+@jit
 def layer_norm(x, weight, bias, eps):
-    """Rows of (N, D); weight/bias of length D, or length 0 when absent."""
+    """Rows of (N, D); weight/bias of length D, or length 0 when absent.
+
+    One pass for the moments (float64: E[x^2] - mean^2 keeps 6 digits where the mean is a
+    million times the spread); the mean goes to x's dtype as a rounded part and a residual,
+    so rows far from zero keep their precision."""
     N, D = x.shape
     out = np.empty(x.shape, x.dtype)
-    hw, hb = weight.size > 0, bias.size > 0
+    w = weight if weight.size > 0 else np.ones(D, x.dtype)
+    b = bias if bias.size > 0 else np.zeros(D, x.dtype)
     for n in range(N):
-        mean = 0.0
+        row, dst = x[n], out[n]
+        s, q = row_moments(row)
+        mean = s / D
+        inv = x.dtype.type(1.0 / math.sqrt(max(q / D - mean * mean, 0.0) + eps))
+        hi = x.dtype.type(mean)
+        lo = x.dtype.type(mean - hi)
         for d in range(D):
-            mean += x[n, d]
-        mean /= D
-        var = 0.0
-        for d in range(D):
-            t = x[n, d] - mean
-            var += t * t
-        inv = 1.0 / math.sqrt(var / D + eps)
-        for d in range(D):
-            y = (x[n, d] - mean) * inv
-            if hw:
-                y = y * weight[d]
-            if hb:
-                y = y + bias[d]
-            out[n, d] = y
+            dst[d] = ((row[d] - hi) - lo) * inv * w[d] + b[d]
     return out
 
 
@@ -266,19 +290,19 @@ def bmm_loop(a, b):
     return out
 
 
-LINEAR_TRANSPOSED_MAX_OUT = 1 << 16
+LINEAR_TRANSPOSED_MAX_M = 64
 
 
 @jit
 def linear(x, w, b):
     """x (M, K) @ w.T (N, K) + b (N,), or no bias when b has length 0.
 
-    For a few rows into many columns (an output of at most LINEAR_TRANSPOSED_MAX_OUT
-    elements) the product is formed as w @ x.T and transposed back while the bias is
-    added: OpenBLAS's sgemm is up to 2x faster in that orientation there (64x784 by
-    784x256: 1.3 ms against 2.2 ms on one EPYC core; 8 rows: 130 against 245 µs)."""
+    For 2 to LINEAR_TRANSPOSED_MAX_M rows into 64 or more columns the product is formed
+    as w @ x.T and transposed back while the bias is added: OpenBLAS's sgemm is up to 2x
+    faster in that orientation there (64x784 by 784x256: 1.3 ms against 2.2 ms on one EPYC
+    core; 8 rows: 130 against 245 µs), and up to 2x slower from 256 rows on."""
     M, N = x.shape[0], w.shape[0]
-    if M == 1 or N < 64 or M * N > LINEAR_TRANSPOSED_MAX_OUT:
+    if M == 1 or M > LINEAR_TRANSPOSED_MAX_M or N < 64:
         out = np.dot(x, w.T)
         if b.size > 0:
             for m in range(M):
@@ -288,11 +312,9 @@ def linear(x, w, b):
     res = np.dot(w, x.T)
     out = np.empty((M, N), res.dtype)
     bias = b if b.size > 0 else np.zeros(N, res.dtype)
-    for m0 in range(0, M, 32):          # 32x32 tiles: both sides stay in cache
-        for n0 in range(0, N, 32):
-            for m in range(m0, min(m0 + 32, M)):
-                for n in range(n0, min(n0 + 32, N)):
-                    out[m, n] = res[n, m] + bias[n]
+    for m in range(M):
+        for n in range(N):
+            out[m, n] = res[n, m] + bias[n]
     return out
 
 
