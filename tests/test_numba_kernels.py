@@ -1,0 +1,38 @@
+"""Generic numba-cpu kernels on the paths their shape picks, against float64 references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from codegen.numba_cpu import kernels as K
+
+EMPTY = np.empty(0, np.float32)
+
+
+@pytest.mark.parametrize("M", [1, 9, 64, 65, 300])
+@pytest.mark.parametrize("N", [10, 64, 200])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_orientations(M, N, bias):
+    rng = np.random.default_rng(M * 1000 + N)
+    x = rng.standard_normal((M, 37)).astype(np.float32)
+    w = rng.standard_normal((N, 37)).astype(np.float32)
+    b = rng.standard_normal(N).astype(np.float32) if bias else EMPTY
+    want = x.astype(np.float64) @ w.T.astype(np.float64) + (b if bias else 0)
+    got = K.linear(x, w, b)
+    assert got.shape == (M, N) and got.dtype == np.float32 and got.flags.c_contiguous
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("D", [1, 3, 256, 301])
+def test_layer_norm_rows_far_from_zero(D):
+    # mean 1000, spread 0.01: float32 rounding of the mean alone would cost 3e-3
+    rng = np.random.default_rng(D)
+    x = (rng.standard_normal((17, D)) * 0.01 + 1000).astype(np.float32)
+    w, b = rng.standard_normal(D).astype(np.float32), rng.standard_normal(D).astype(np.float32)
+    x64 = x.astype(np.float64)
+    mean, var = x64.mean(1, keepdims=True), x64.var(1, keepdims=True)
+    want = (x64 - mean) / np.sqrt(var + 1e-5) * w + b
+    np.testing.assert_allclose(K.layer_norm(x, w, b, 1e-5), want, rtol=1e-4, atol=1e-4)
+    plain = K.layer_norm(x, EMPTY, EMPTY, 1e-5)
+    np.testing.assert_allclose(plain, (x64 - mean) / np.sqrt(var + 1e-5), rtol=1e-4, atol=1e-4)
