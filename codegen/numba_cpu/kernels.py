@@ -478,6 +478,21 @@ def sum_all(x):
 
 
 @jit
+def _hidden_product(h, w):
+    """h @ w.T as a new C array, in OpenBLAS's faster orientation for 2 to 64 rows (as
+    ``linear``: 16x64 by 64x256 19 µs against 49 µs per step)."""
+    B, G = h.shape[0], w.shape[0]
+    if B == 1 or B > LINEAR_TRANSPOSED_MAX_M:
+        return np.dot(h, w.T)
+    res = np.dot(w, h.T)
+    out = np.empty((B, G), res.dtype)
+    for b in range(B):
+        for g in range(G):
+            out[b, g] = res[g, b]
+    return out
+
+
+@jit
 def _layer_start(xp, b_hh, h0, H):
     """A recurrent layer's output (T, B, H), its recurrent bias (zeros when it has none)
     and the first hidden state as a C array."""
@@ -496,7 +511,7 @@ def lstm_layer(xp, w_hh, b_hh, h0, c0):
     hs, bias, h = _layer_start(xp, b_hh, h0, H)
     c = c0.copy()
     for t in range(T):
-        rec = np.dot(h, w_hh.T)
+        rec = _hidden_product(h, w_hh)
         for b in range(B):
             for j in range(H):
                 i = V.sigmoid32(xp[t, b, j] + (rec[b, j] + bias[j]))
@@ -520,7 +535,7 @@ def gru_layer(xp, w_hh, b_hh, h0):
     H = G // 3
     hs, bias, h = _layer_start(xp, b_hh, h0, H)
     for t in range(T):
-        rec = np.dot(h, w_hh.T)
+        rec = _hidden_product(h, w_hh)
         for b in range(B):
             for j in range(H):
                 r = V.sigmoid32(xp[t, b, j] + (rec[b, j] + bias[j]))
