@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import tracejit
+from tracejit import fastpath
 from tracejit.runtime import Specialization
 
 
@@ -72,6 +73,17 @@ def test_fast_path_left_when_a_parameter_changes(net, x, assert_matches):
     check(cm, net, x, assert_matches)
     net.fc2 = nn.Linear(8, 3)                                   # new submodule
     check(cm, net, x, assert_matches)
+
+
+@torch.no_grad()
+def test_fast_path_taken_again_after_an_unrelated_module_is_made(net, x, assert_matches):
+    cm = tracejit.compile(net)
+    warm(cm, x)
+    other = nn.Sequential(nn.Linear(2, 2))          # moves the module-tree epoch
+    assert cm._tj_dispatcher.hot[1](x) is fastpath.MISS
+    check(cm, net, x, assert_matches)               # the generic path checks the tree
+    assert cm._tj_dispatcher.hot[1](x) is not fastpath.MISS
+    assert other is not None
 
 
 @torch.no_grad()

@@ -38,6 +38,12 @@ def tree_epoch() -> int:
     return _epoch[0]
 
 
+def renew(fast) -> None:
+    """Let ``fast`` run again after the tree epoch moved, once the generic path has
+    checked the module tree its specialisation reads."""
+    fast.__globals__["E"] = _epoch[0]
+
+
 def build(spec, tensors, grad: bool) -> Callable | None:
     """The fast path for calls shaped like ``tensors`` (positional tensors only, none
     passed twice), or None where ``spec`` has no single entry point that takes NumPy

@@ -91,12 +91,17 @@ class Specialization:
 
     def fast_path(self, key, tensors, grad: bool):
         """The fast path (``tracejit.fastpath``) for calls with guard key ``key``, made
-        once per key; None where the specialisation has none."""
+        once per key; None where the specialisation has none. Called after the generic
+        path has run this specialisation, which checked the module tree: the fast path's
+        tree epoch moves up to now (any module assigned anywhere moves it)."""
         if key not in self.fast_paths:
             if len(self.fast_paths) >= 8:
                 self.fast_paths.pop(next(iter(self.fast_paths)))
             self.fast_paths[key] = fastpath.build(self, tensors, grad)
-        return self.fast_paths[key]
+        fn = self.fast_paths[key]
+        if fn is not None:
+            fastpath.renew(fn)
+        return fn
 
     def run(self, tensors: list[torch.Tensor]):
         arrays = [t.detach().numpy() if d else t.numpy() for t, d in zip(tensors, self.detach)]
