@@ -107,23 +107,37 @@ def test_fused_elementwise_chain_matches_and_inlines_unknown_kinds():
     check(g, [x])
 
 
+def _bias_graph(m, op=None):
+    g = Graph("bias")
+    a, b = g.add_input("a", t(5, m)), g.add_input("b", t(1, m))
+    nd, y = node("add", (a, b), t(5, m))
+    g.nodes.append(nd)
+    if op is not None:
+        nd, y = node(op, (y,), t(5, m))
+        g.nodes.append(nd)
+    g.outputs = [y]
+    return g
+
+
 def test_large_loops_run_in_parallel_flat_or_over_the_first_axis():
     from codegen.numba_cpu.lower import PARALLEL_MIN
     rng = np.random.default_rng(5)
-    n = PARALLEL_MIN + 3                      # odd sizes: chunks do not divide evenly
+    n = PARALLEL_MIN[True] + 3                # odd sizes: chunks do not divide evenly
     x = rng.uniform(-4, 4, n).astype(np.float32)
     x[:3] = [np.inf, -0.0, np.nan]
     exe, _ = check(chain_graph(n), [x])       # same-shape operands: one flat prange
     assert "parallel=True" in exe.source and ".reshape(-1)" in exe.source
-    g = Graph("bias")                         # broadcasting: prange over the first axis
-    a, b = g.add_input("a", t(5, n // 4)), g.add_input("b", t(1, n // 4))
-    nd, y = node("add", (a, b), t(5, n // 4))
-    g.nodes.append(nd)
-    g.outputs = [y]
-    exe, _ = check(g, [rand(rng, 5, n // 4), rand(rng, 1, n // 4)])
+    # broadcasting: prange over the first axis
+    exe, _ = check(_bias_graph(n // 4, "tanh"), [rand(rng, 5, n // 4), rand(rng, 1, n // 4)])
     assert "parallel=True" in exe.source and ".reshape(-1)" not in exe.source
     exe, _ = check(chain_graph(4096), [x[:4096]])  # small: serial
     assert "parallel=True" not in exe.source
+    # no transcendental: threads pay only from PARALLEL_MIN[False] elements
+    exe, _ = check(_bias_graph(n // 4), [rand(rng, 5, n // 4), rand(rng, 1, n // 4)])
+    assert "parallel=True" not in exe.source
+    m = PARALLEL_MIN[False] // 5 + 1
+    exe, _ = check(_bias_graph(m), [rand(rng, 5, m), rand(rng, 1, m)])
+    assert "parallel=True" in exe.source
 
 
 def test_parallel_kernels_called_from_several_threads_at_once():
@@ -132,7 +146,7 @@ def test_parallel_kernels_called_from_several_threads_at_once():
     from concurrent.futures import ThreadPoolExecutor
 
     from codegen.numba_cpu.lower import PARALLEL_MIN
-    n = PARALLEL_MIN * 2
+    n = PARALLEL_MIN[True] * 2
     exe = compile_graph(chain_graph(n), "numba-cpu")
     assert "with K.PARALLEL:" in exe.source
     xs = [np.random.default_rng(k).uniform(-3, 3, n).astype(np.float32) for k in range(4)]

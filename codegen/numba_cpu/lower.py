@@ -140,17 +140,23 @@ SCALAR: dict[str, Callable[[Node, list[str]], str]] = {
 # ---- loops --------------------------------------------------------------------------------
 
 
-PARALLEL_MIN = 1 << 17
-"""Loops over at least this many elements run on every core (``prange``): measured on the
-1M-element chain, 2 threads take half the time of one; below, threads cost more than
-they save, and a parallel kernel takes ~0.4 s longer to compile."""
+PARALLEL_MIN = {True: 1 << 17, False: 1 << 20}
+"""Loops over at least this many elements run on every core (``prange``), by whether an
+element costs a transcendental (a vecmath or libm call). A parallel launch costs about
+60-80 µs here: a 256k-element add takes 62 µs on one core and 114 µs on two, a 1M one
+825 against 323 µs; a GELU loop gains from 128k elements (1.15x; 1.8x at 256k). A
+parallel kernel also takes ~0.4 s longer to compile."""
+
+COSTLY = frozenset({"exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "sin", "cos", "tanh",
+                    "sigmoid", "erf", "silu", "gelu", "pow"})
+"""Elementwise ops whose scalar lowering calls a transcendental."""
 
 
-def _parallel(shape, loads: list[Operand]) -> str | None:
+def _parallel(shape, loads: list[Operand], costly: bool) -> str | None:
     """How a loop over ``shape`` runs: "flat" is one ``prange`` over the elements (every
     array operand has the output's shape and is C-contiguous), "outer" a ``prange`` over
     the first axis, None serial."""
-    if not all(isinstance(d, int) for d in shape) or math.prod(shape) < PARALLEL_MIN:
+    if not all(isinstance(d, int) for d in shape) or math.prod(shape) < PARALLEL_MIN[costly]:
         return None
     if all(op.scalar is not None or (tuple(op.type.shape) == tuple(shape) and op.contiguous)
            for op in loads):
@@ -158,10 +164,11 @@ def _parallel(shape, loads: list[Operand]) -> str | None:
     return "outer" if shape[0] > 1 else None
 
 
-def emit_loop(body: Body, shape, loads: list[Operand], compute, out_types, into=None):
+def emit_loop(body: Body, shape, loads: list[Operand], compute, out_types, into=None,
+              costly=False):
     """One loop nest over ``shape``; ``compute(scalars)`` returns one expression per output
     (it may add lines inside the loop). Inputs broadcast by index arithmetic. Large loops
-    run in parallel (see ``_parallel``)."""
+    run in parallel (see ``_parallel``; ``costly``: the body calls a transcendental)."""
     outs = []
     for t in out_types:
         if into is not None:
@@ -170,7 +177,7 @@ def emit_loop(body: Body, shape, loads: list[Operand], compute, out_types, into=
         var = body.tmp("o")
         body.line(f"{var} = np.empty({body.shape(shape)}, {ctor(t)})")
         outs.append(var)
-    mode = _parallel(shape, loads)
+    mode = _parallel(shape, loads, costly)
     if mode == "flat":
         views: dict[str, str] = {}     # one flat view per array (an in-place loop reads
         flat = (math.prod(shape),)     # and writes the same one)
@@ -244,7 +251,7 @@ def lower_elementwise(body: Body, nodes, params, args: list[Operand], results, i
         env = scalar_nodes(body, nodes, {p: s for (p, _), s in zip(used, scalars)})
         return [env[r] for r in results]
     outs = emit_loop(body, shape, [a for _, a in used], compute, [r.type for r in results],
-                     into=into)
+                     into=into, costly=any(n.op in COSTLY for n in nodes))
     return [Operand(o, r.type) for o, r in zip(outs, results)]
 
 
