@@ -18,6 +18,7 @@ CASES = [  # (N, C, H, W), (O, KH, KW), stride, padding, dilation, groups, bias
     ((1, 3, 32, 32), (32, 3, 3), (1, 1), (1, 1), (1, 1), 1, False),     # ResNet stem
     ((2, 32, 8, 8), (32, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),       # ResNet body
     ((3, 1, 28, 28), (6, 5, 5), (1, 1), (2, 2), (1, 1), 1, True),       # LeNet conv1
+    ((2, 2, 7, 9), (5, 3, 4), (1, 1), (1, 2), (1, 1), 1, False),        # asymmetric kernel and padding, no bias
     ((2, 6, 14, 14), (16, 5, 5), (1, 1), (0, 0), (1, 1), 1, True),      # LeNet conv2
     ((2, 5, 11, 9), (7, 3, 2), (2, 3), (1, 2), (1, 1), 1, True),        # odd sizes, strides
     ((1, 4, 13, 10), (6, 3, 3), (1, 2), (2, 1), (2, 3), 1, False),      # dilation
