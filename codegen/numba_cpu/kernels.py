@@ -290,19 +290,23 @@ def bmm_loop(a, b):
     return out
 
 
-LINEAR_TRANSPOSED_MAX_M = 64
+@jit
+def transposed_pays(M, N):
+    """Whether an (M, N) product is formed faster as its transpose, counting the pass
+    that transposes it back: OpenBLAS's sgemm is up to 2x faster that way for a few rows
+    and at least 4 times as many columns (64x784 by 784x256: 1.3 against 2.2 ms on one
+    EPYC core; 16x64 by 64x256: 19 against 49 µs), up to 2x slower for about as many
+    (256x64 by 64x192), and from 128 rows the transposing pass costs what it saves."""
+    return 1 < M <= 64 and N >= 64 and N >= 4 * M
 
 
 @jit
 def linear(x, w, b):
-    """x (M, K) @ w.T (N, K) + b (N,), or no bias when b has length 0.
-
-    For 2 to LINEAR_TRANSPOSED_MAX_M rows into 64 or more columns the product is formed
-    as w @ x.T and transposed back while the bias is added: OpenBLAS's sgemm is up to 2x
-    faster in that orientation there (64x784 by 784x256: 1.3 ms against 2.2 ms on one EPYC
-    core; 8 rows: 130 against 245 µs), and up to 2x slower from 256 rows on."""
+    """x (M, K) @ w.T (N, K) + b (N,), or no bias when b has length 0. Where
+    ``transposed_pays`` the product is formed as w @ x.T and transposed back while the
+    bias is added."""
     M, N = x.shape[0], w.shape[0]
-    if M == 1 or M > LINEAR_TRANSPOSED_MAX_M or N < 64:
+    if not transposed_pays(M, N):
         out = np.dot(x, w.T)
         if b.size > 0:
             for m in range(M):
@@ -484,10 +488,10 @@ def sum_all(x):
 
 @jit
 def _hidden_product(h, w):
-    """h @ w.T as a new C array, in OpenBLAS's faster orientation for 2 to 64 rows (as
-    ``linear``: 16x64 by 64x256 19 µs against 49 µs per step)."""
+    """h @ w.T as a new C array, in OpenBLAS's faster orientation (``transposed_pays``:
+    16x64 by 64x256 19 µs against 49 µs per step)."""
     B, G = h.shape[0], w.shape[0]
-    if B == 1 or B > LINEAR_TRANSPOSED_MAX_M:
+    if not transposed_pays(B, G):
         return np.dot(h, w.T)
     res = np.dot(w, h.T)
     out = np.empty((B, G), res.dtype)
