@@ -146,3 +146,20 @@ def test_fast_path_follows_data_dependent_guards(assert_matches):
     for _ in range(3):
         assert_matches(f(neg), neg - 1)
         assert_matches(f(pos), pos * 2)
+
+
+@torch.no_grad()
+def test_a_symbolic_graph_makes_a_bounded_number_of_fast_paths(monkeypatch, assert_matches):
+    monkeypatch.setattr(fastpath, "MAX_BUILDS", 3)
+
+    @tracejit.compile(dynamic=True)
+    def f(x):
+        return torch.tanh(x) * 2 + 1
+
+    for _ in range(2):
+        for n in range(2, 10):
+            x = torch.randn(n, 3)
+            for _ in range(2):
+                assert_matches(f(x), torch.tanh(x) * 2 + 1)
+    (spec,) = f._tj_dispatcher.all_specializations()
+    assert len(spec.fast_paths) == 3 and spec.calls > 20

@@ -95,8 +95,8 @@ class Specialization:
         path has run this specialisation, which checked the module tree: the fast path's
         tree epoch moves up to now (any module assigned anywhere moves it)."""
         if key not in self.fast_paths:
-            if len(self.fast_paths) >= 8:
-                self.fast_paths.pop(next(iter(self.fast_paths)))
+            if len(self.fast_paths) >= fastpath.MAX_BUILDS:
+                return None
             self.fast_paths[key] = fastpath.build(self, tensors, grad)
         fn = self.fast_paths[key]
         if fn is not None:
