@@ -58,7 +58,7 @@ def _slice(body, node, ins):
     else:
         item = f"{start}:{body.dim(size) if end >= 2 ** 62 else end}:{step}"
     return [out_operand(body, node, f"{body.materialise(x)}[{_index(x.type.rank, d, item)}]",
-                        contiguous=False, alias=x.alias)]
+                        contiguous=x.contiguous and d == 0 and step == 1, alias=x.alias)]
 
 
 @lowers("select")
@@ -72,7 +72,7 @@ def _select(body, node, ins):
         body.line(f"{var} = {body.materialise(x)}[{item}]")
         return [Operand(None, node.output.type, scalar=var)]
     return [out_operand(body, node, f"{body.materialise(x)}[{_index(x.type.rank, d, item)}]",
-                        contiguous=False, alias=x.alias)]
+                        contiguous=x.contiguous and d == 0, alias=x.alias)]
 
 
 @lowers("split")
