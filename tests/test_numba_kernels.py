@@ -36,3 +36,22 @@ def test_layer_norm_rows_far_from_zero(D):
     np.testing.assert_allclose(K.layer_norm(x, w, b, 1e-5), want, rtol=1e-4, atol=1e-4)
     plain = K.layer_norm(x, EMPTY, EMPTY, 1e-5)
     np.testing.assert_allclose(plain, (x64 - mean) / np.sqrt(var + 1e-5), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(3, 1000, 1), (2, 7, 5)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("log", [False, True])
+def test_softmax_rows_with_edge_values(shape, dtype, log):
+    rng = np.random.default_rng(len(shape) + shape[1])
+    x = (rng.standard_normal(shape) * 8).astype(dtype)
+    x[0, 1, 0] = -np.inf                    # one hidden entry
+    x[1, 2, 0] = np.nan                     # a nan row stays nan
+    x64 = x.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        m = x64.max(1, keepdims=True)
+        e = np.exp(x64 - m)
+        s = e.sum(1, keepdims=True)
+        want = x64 - m - np.log(s) if log else e / s
+    got = K.softmax(x, log)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)   # nan where want is nan
