@@ -168,18 +168,16 @@ def softmax(x, log):
             for r in range(R):
                 v = x[o, r, i]
                 m = v if (v > m or v != v) else m
+            for r in range(R):
+                out[o, r, i] = V.exp_any(x[o, r, i] - m)
             s = 0.0
+            for r in range(R):
+                s += out[o, r, i]
             if log:
-                for r in range(R):
-                    s += V.exp_any(x[o, r, i] - m)
                 ls = x.dtype.type(math.log(s)) + m
                 for r in range(R):
                     out[o, r, i] = x[o, r, i] - ls
             else:
-                for r in range(R):
-                    out[o, r, i] = V.exp_any(x[o, r, i] - m)
-                for r in range(R):
-                    s += out[o, r, i]
                 inv = x.dtype.type(1.0 / s)
                 for r in range(R):
                     out[o, r, i] = out[o, r, i] * inv
