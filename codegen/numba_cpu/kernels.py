@@ -29,8 +29,24 @@ threads enter parallel code at once."""
 
 @jit
 def reduce_sum(x, acc):
-    """acc[o, i] += sum_r x[o, r, i]; acc is float64 or int64, zero-initialised."""
+    """acc[o, i] += sum_r x[o, r, i]; acc is float64 or int64, zero-initialised. Sums over
+    the last axis (I == 1) run in 4 independent chains: one chain waits for each add."""
     O, R, I = x.shape
+    if I == 1:
+        for o in range(O):
+            s0 = s1 = s2 = s3 = acc[o, 0] - acc[o, 0]
+            r = 0
+            while r + 4 <= R:
+                s0 += x[o, r, 0]
+                s1 += x[o, r + 1, 0]
+                s2 += x[o, r + 2, 0]
+                s3 += x[o, r + 3, 0]
+                r += 4
+            while r < R:
+                s0 += x[o, r, 0]
+                r += 1
+            acc[o, 0] += (s0 + s1) + (s2 + s3)
+        return acc
     for o in range(O):
         for r in range(R):
             for i in range(I):
