@@ -55,3 +55,17 @@ def test_softmax_rows_with_edge_values(shape, dtype, log):
     got = K.softmax(x, log)
     assert got.dtype == dtype
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)   # nan where want is nan
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 1), (4, 1023, 1), (2, 6, 5)])
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_reduce_sum_last_axis_chains_and_middle_axis(shape, dtype):
+    rng = np.random.default_rng(shape[1])
+    x = (rng.standard_normal(shape) * 100).astype(dtype)
+    acc_dtype = np.float64 if dtype == np.float32 else np.int64
+    got = K.reduce_sum(x, np.zeros((shape[0], shape[2]), acc_dtype))
+    want = x.astype(acc_dtype).sum(1)
+    if dtype == np.int32:
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-12)
