@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-jit = njit(cache=True, error_model="numpy")   # as kernels.jit; kernels re-exports conv2d
+jit = njit(cache=True, error_model="numpy", fastmath={"contract"})   # as kernels.jit
 
 ROWS_BUDGET = 1 << 18
 """Elements of the im2row buffer per chunk (1 MiB of float32): big enough for BLAS to use
