@@ -174,8 +174,9 @@ def cumsum(x, acc_row):
 @jit
 def softmax(x, log):
     """Softmax (or log-softmax) along r of (O, R, I). The exps are taken in x's dtype, as
-    eager does (float32 through vecmath's exp, which vectorises, not libm's: about 15 ns
-    an element here), in a pass of their own; their sum in float64."""
+    eager does (float32 through vecmath's exp, which vectorises, rather than libm's twice
+    per element: 64x1000 float32 1164 -> 321 µs), in a pass of their own; their sum in
+    float64."""
     O, R, I = x.shape
     out = np.empty(x.shape, x.dtype)
     for o in range(O):
