@@ -4,6 +4,8 @@ modules compiled end to end through the lowering."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ import torch.nn.functional as F
 
 import tracejit
 from codegen.numba_cpu import kernels as K
+from codegen.numba_cpu import kernels_conv as KC
 
 TOL = {torch.float32: dict(rtol=1e-4, atol=1e-5), torch.float64: dict(rtol=1e-10, atol=1e-12)}
 
@@ -27,9 +30,22 @@ CASES = [  # (N, C, H, W), (O, KH, KW), stride, padding, dilation, groups, bias
     ((5, 16, 6, 5), (12, 1, 1), (1, 1), (0, 0), (1, 1), 2, False),      # 1x1, grouped
     ((2, 3, 5, 5), (4, 5, 5), (1, 1), (3, 3), (1, 1), 1, True),         # padding > kernel/2
     ((1, 2, 4, 6), (3, 4, 6), (1, 1), (0, 0), (1, 1), 1, True),         # kernel = input
-    ((40, 3, 9, 9), (8, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),        # one big chunk
-    ((5, 16, 24, 24), (4, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),      # chunks of 3 and 2
+    ((40, 3, 9, 9), (8, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),        # many small images
+    ((5, 16, 24, 24), (4, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),      # a few larger ones
+    # from SPLIT_MIN multiply-adds the images are dealt to threads (_conv_split)
+    ((3, 16, 20, 20), (32, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),     # odd count per thread
+    ((4, 16, 31, 29), (32, 3, 3), (2, 1), (2, 1), (1, 2), 2, False),    # groups, strides
 ]
+
+
+def _out_size(case):
+    xs, (o, kh, kw), stride, pad, dil, groups, _ = case
+    return ((xs[2] + 2 * pad[0] - dil[0] * (kh - 1) - 1) // stride[0] + 1,
+            (xs[3] + 2 * pad[1] - dil[1] * (kw - 1) - 1) // stride[1] + 1)
+
+
+SPLIT = [c for c in CASES if c[0][0] > 1 and math.prod(
+    (c[0][0], c[1][0], c[0][1] // c[5], c[1][1], c[1][2]) + _out_size(c)) >= KC.SPLIT_MIN]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -46,6 +62,20 @@ def test_conv2d_kernel_matches_torch(case, dtype):
     assert got.dtype == want.dtype and got.shape == want.shape
     assert np.abs(want).max() > 0.1
     np.testing.assert_allclose(got, want, **TOL[dtype])
+
+
+def test_large_batches_are_split_over_threads(monkeypatch):
+    """The threaded path serves the cases above that reach SPLIT_MIN, and only those."""
+    assert len(SPLIT) >= 2
+    split = []
+    real = KC._conv_split
+    monkeypatch.setattr(KC, "_conv_split", lambda *a: split.append(a[0].shape) or real(*a))
+    for case in CASES:
+        xs, (o, kh, kw), stride, pad, dil, groups, _ = case
+        x = np.random.default_rng(0).standard_normal(xs).astype(np.float32)
+        w = np.ones((o, xs[1] // groups, kh, kw), np.float32)
+        K.conv2d(x, w, np.zeros(0, np.float32), *stride, *pad, *dil, groups, *_out_size(case))
+    assert split == [c[0] for c in SPLIT]
 
 
 @pytest.mark.parametrize("module, shape", [

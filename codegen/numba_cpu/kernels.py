@@ -10,19 +10,14 @@ Accumulation is in float64 (int64 for integers) where order or precision matters
 from __future__ import annotations
 
 import math
-import threading
 
 import numpy as np
 from numba import njit
 
 from . import vecmath as V
+from .threads import PARALLEL  # noqa: F401  (generated modules take it from here)
 
 jit = njit(cache=True, error_model="numpy", fastmath={"contract"})   # as emit.JIT
-
-PARALLEL = threading.Lock()
-"""Held around every call of a parallel loop kernel. The backend runs them on Numba's
-workqueue threading layer (see __init__.py), which ends the process when two Python
-threads enter parallel code at once."""
 
 # ---- reductions over the middle axis of (O, R, I) -------------------------------------
 
