@@ -34,7 +34,6 @@ from .errors import TraceAbort, UnsupportedOpError
 from .externs import encode_call
 from .provenance import ScopeStack, user_location
 
-_DECOMPOSITIONS = core_aten_decompositions()
 MAX_GUARDED_VALUES = 64
 _IGNORED_NAMESPACES = ("profiler",)
 
@@ -390,6 +389,14 @@ def _infer(op: str, in_types: tuple, attrs: tuple) -> tuple:
 _PLANS: dict = {}
 
 
+@functools.cache
+def _decompositions() -> dict:
+    """torch's core decomposition table, built on the first op that has no rule: building
+    it takes 0.23 s, a fifth of a warm start, and models whose ops all have rules never
+    need it."""
+    return core_aten_decompositions()
+
+
 def _plan(func) -> tuple:
     """(rule, mutated argument indices, decomposition) for an aten overload, looked up once
     per overload: a rule wins, then torch's decomposition (for out-of-place ops only)."""
@@ -402,8 +409,8 @@ def _plan(func) -> tuple:
         rule = rules.RULES.get(f"{name}.{func._overloadname}") or rules.RULES.get(name)
         if rule is None and mutated and name.endswith("_"):
             rule = rules.RULES.get(name[:-1])
-        decompose = rule is None and func in _DECOMPOSITIONS and not mutated
-        plan = _PLANS[func] = (rule, mutated, _DECOMPOSITIONS[func] if decompose else None)
+        table = _decompositions() if rule is None and not mutated else {}
+        plan = _PLANS[func] = (rule, mutated, table.get(func))
     return plan
 
 
