@@ -93,3 +93,34 @@ def test_conv_module_compiles_and_matches_eager(module, shape):
         got = tracejit.compile(module, backend="numba-cpu")(x)
     assert got.shape == want.shape
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_a_batch_split_over_threads_runs_in_one_serial_blas_region():
+    """A segment whose conv deals images to Numba's threads runs inside one
+    ``K.serial_blas()`` region (BLAS on one thread throughout, restored after); at batch 1
+    the conv is one GEMM on BLAS's threads and there is no region."""
+    from codegen.numba_cpu import threads
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Flatten(), torch.nn.Linear(16 * 16 * 16, 10)).eval()
+    before = [p.get_num_threads() for p in threads._blas()]
+    for batch, region in ((8, True), (1, False)):     # 8 images: 4.7M multiply-adds
+        x = torch.randn(batch, 16, 16, 16)
+        compiled = tracejit.compile(net)
+        with torch.no_grad():
+            want, got = net(x), compiled(x)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        (spec,) = compiled._tj_dispatcher.all_specializations()
+        assert ("K.serial_blas()" in spec.executable.source) is region
+        assert [p.get_num_threads() for p in threads._blas()] == before
+
+
+def test_serial_blas_nests_and_restores():
+    from codegen.numba_cpu import threads
+    before = [p.get_num_threads() for p in threads._blas()]
+    with threads.serial_blas():
+        assert all(p.get_num_threads() == 1 for p in threads._blas())
+        with threads.serial_blas():
+            assert all(p.get_num_threads() == 1 for p in threads._blas())
+        assert all(p.get_num_threads() == 1 for p in threads._blas())
+    assert [p.get_num_threads() for p in threads._blas()] == before

@@ -82,6 +82,7 @@ class Body:
         self.lines: list[str] = []
         self.indent = 1
         self.bound: set[str] = set()      # symbols bound to sizes in this function
+        self.threaded = False             # a conv here deals its images to Numba's threads
 
     def line(self, text: str) -> None:
         self.lines.append("    " * self.indent + text)
@@ -222,7 +223,7 @@ class Emitter:
             seen.add(var)
         body.line("return (" + "".join(o + ", " for o in outs) + ")")
         text = f"def {name}({', '.join(params)}):\n" + "\n".join(body.lines)
-        return outline(text, self.kernels)
+        return outline(text, self.kernels, body.threaded)
 
     def _bind_symbols(self, body: Body, env):
         """Bind each symbol from an input dimension that holds it alone, or else times a

@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from . import vecmath as V
-from .threads import PARALLEL  # noqa: F401  (generated modules take it from here)
+from .threads import PARALLEL, serial_blas  # noqa: F401  (generated modules take them here)
 
 jit = njit(cache=True, error_model="numpy", fastmath={"contract"})   # as emit.JIT
 
