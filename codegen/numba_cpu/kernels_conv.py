@@ -1,4 +1,4 @@
-"""Convolution kernels: im2row and one BLAS GEMM per image (or slice of an image) and group.
+"""Convolution kernels: im2row and one BLAS GEMM per image and group.
 
 Layout: each image is first copied into a zero-padded (H, W, C) buffer, so every row of the
 im2row matrix (one output pixel, K = C/groups*KH*KW wide) is a few contiguous runs with no
