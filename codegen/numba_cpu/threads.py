@@ -31,7 +31,8 @@ def serial_blas():
     share of the GEMMs. Two threads each running one-thread GEMMs on data in their own
     core's cache measured 52 GFLOP/s here, against 46 when each GEMM also spread over both
     cores (1024x288 by 288x32, float32). Entering costs about 15 µs; a region inside
-    another costs nothing."""
+    another costs nothing. The setting is process-wide, as BLAS's thread count is: another
+    Python thread's GEMMs run single-threaded meanwhile (slower, never wrong)."""
     global _serial_depth
     if _serial_depth:
         yield
