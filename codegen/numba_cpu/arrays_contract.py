@@ -11,7 +11,7 @@ from ir.types import DType
 
 from .arrays import broadcast_copy, flat_or_empty, lowers, out_operand, reshaped
 from .emit import Operand, lit
-from .kernels_conv import SPLIT_MIN as CONV_SPLIT_MIN
+from .kernels_conv import splits
 from .lower import emit_loop
 
 
@@ -94,8 +94,7 @@ def _conv(body, node, ins):
         oh, ow = t.shape[2], t.shape[3]
     bias = flat_or_empty(body, ins[2] if len(ins) > 2 else None, t.dtype)
     work = (xs[0], t.shape[1], ws[1], *ws[2:], oh, ow)
-    if all(isinstance(d, int) for d in work) and xs[0] > 1 \
-            and math.prod(work) >= CONV_SPLIT_MIN:
+    if all(isinstance(d, int) for d in work) and splits(xs[0], math.prod(work)):
         body.threaded = True          # conv2d deals the images to Numba's threads
     res = (f"K.conv2d({x4}, {w4}, {bias}, {stride[0]}, {stride[1]}, {pad[0]}, {pad[1]}, "
            f"{dil[0]}, {dil[1]}, {a.get('groups', 1)}, {body.dim(oh)}, {body.dim(ow)})")

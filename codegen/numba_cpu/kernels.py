@@ -15,9 +15,10 @@ import numpy as np
 from numba import njit
 
 from . import vecmath as V
+from .emit import JIT_OPTIONS
 from .threads import PARALLEL, serial_blas  # noqa: F401  (generated modules take them here)
 
-jit = njit(cache=True, error_model="numpy", fastmath={"contract"})   # as emit.JIT
+jit = njit(**JIT_OPTIONS)
 
 # ---- reductions over the middle axis of (O, R, I) -------------------------------------
 

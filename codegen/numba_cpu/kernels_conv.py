@@ -23,14 +23,20 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from . import threads
+from .emit import JIT_OPTIONS
 
-OPTIONS = dict(cache=True, error_model="numpy", fastmath={"contract"})   # as kernels.jit
-jit = njit(**OPTIONS)
+jit = njit(**JIT_OPTIONS)
 
 SPLIT_MIN = 3 << 20
 """Multiply-adds from which a batch of images is split over threads. Measured: LeNet's
 first conv at batch 32 (3.8M) gains 2x; a 3-channel 3x3 conv of two 32x32 images (1.8M)
 loses 20%."""
+
+
+def splits(n: int, macs: int) -> bool:
+    """Whether a convolution of ``n`` images and ``macs`` multiply-adds deals its images to
+    Numba's threads (given two or more): the lowering asks to emit its serial_blas region."""
+    return n > 1 and macs >= SPLIT_MIN
 
 
 @jit
@@ -122,7 +128,7 @@ def _conv_serial(x, wt, bias, out, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW):
         _conv_image(x, n, wt, bias, out, xp, rows, res, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW)
 
 
-@njit(parallel=True, **OPTIONS)
+@njit(parallel=True, **JIT_OPTIONS)
 def _conv_split(x, wt, bias, out, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, T):
     """Images dealt round-robin to T threads, each with its own scratch."""
     for t in prange(T):
@@ -140,7 +146,7 @@ def conv2d(x, w, b, sh, sw, ph, pw, dh, dw, groups, OH, OW):
     bias = b if b.size > 0 else np.zeros(O, x.dtype)
     out = np.empty((N, O, OH * OW), x.dtype)
     T = min(N, get_num_threads())
-    if T < 2 or N * OH * OW * O * CG * KH * KW < SPLIT_MIN:
+    if T < 2 or not splits(N, N * OH * OW * O * CG * KH * KW):
         _conv_serial(x, wt, bias, out, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW)
     else:
         with threads.PARALLEL, threads.serial_blas():

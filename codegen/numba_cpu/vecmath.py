@@ -16,11 +16,12 @@ from llvmlite import ir as llir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
+from .emit import JIT_OPTIONS
+
 f32 = np.float32
-_opts = dict(cache=True, error_model="numpy", fastmath={"contract"})   # as emit.JIT
 # erf and gelu are too big for LLVM's inliner; left as calls they stop a loop from
 # vectorising, so they are inlined at the Numba IR level (costs compile time: used sparingly)
-_inlined = dict(_opts, inline="always")
+_inlined = dict(JIT_OPTIONS, inline="always")
 
 
 @intrinsic
@@ -57,7 +58,7 @@ _INF, _NAN, _ONE, _HALF, _ZERO, _TWO = (f32(np.inf), f32(np.nan), f32(1.0), f32(
                                         f32(0.0), f32(2.0))
 
 
-@njit(**_opts)
+@njit(**JIT_OPTIONS)
 def exp32(x):
     """e^x for float32; overflows to inf, underflows to 0, keeps nan."""
     xc = min(max(x, _EXP_LO), _EXP_HI)
@@ -84,7 +85,7 @@ _TANH_P = (f32(-5.70498872745e-3), f32(2.06390887954e-2), f32(-5.37397155531e-2)
            f32(1.33314422036e-1), f32(-3.33332819422e-1))
 
 
-@njit(**_opts)
+@njit(**JIT_OPTIONS)
 def tanh32(x):
     ax = abs(x)
     z = x * x
@@ -99,7 +100,7 @@ def tanh32(x):
     return small if ax < f32(0.625) else big
 
 
-@njit(**_opts)
+@njit(**JIT_OPTIONS)
 def sigmoid32(x):
     return _ONE / (_ONE + exp32(-x))
 
@@ -111,7 +112,7 @@ _LOG_P = (f32(7.0376836292e-2), f32(-1.1514610310e-1), f32(1.1676998740e-1),
 _SQRTHF, _MIN_NORMAL, _TWO23 = f32(0.707106781186547524), f32(1.17549435e-38), f32(8388608.0)
 
 
-@njit(**_opts)
+@njit(**JIT_OPTIONS)
 def log32(x):
     """Natural log for float32: log(0) = -inf, log(<0) = nan, log(inf) = inf."""
     sub = x < _MIN_NORMAL
@@ -207,33 +208,33 @@ def gelu32(x):
     return _HALF * x * (_TWO - erfc if z >= _ZERO else erfc)
 
 
-@njit(**_opts)
+@njit(**JIT_OPTIONS)
 def gelu_tanh32(x):
     return _HALF * x * (_ONE + tanh32(_SQRT_2_PI * (x + _GELU_C * x * x * x)))
 
 
-@njit(**_opts)
+@njit(**JIT_OPTIONS)
 def silu32(x):
     return x / (_ONE + exp32(-x))
 
 
 # float64 (and other) fallbacks: scalar libm, exact enough, not vectorised
-@njit(**_opts)
+@njit(**JIT_OPTIONS)
 def sigmoid64(x):
     return 1.0 / (1.0 + math.exp(-x))
 
 
-@njit(**_opts)
+@njit(**JIT_OPTIONS)
 def gelu64(x):
     return 0.5 * x * (1.0 + math.erf(x * 0.7071067811865476))
 
 
-@njit(**_opts)
+@njit(**JIT_OPTIONS)
 def gelu_tanh64(x):
     return 0.5 * x * (1.0 + math.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
 
 
-@njit(**_opts)
+@njit(**JIT_OPTIONS)
 def silu64(x):
     return x / (1.0 + math.exp(-x))
 
