@@ -32,7 +32,7 @@ CASES = [  # (N, C, H, W), (O, KH, KW), stride, padding, dilation, groups, bias
     ((1, 2, 4, 6), (3, 4, 6), (1, 1), (0, 0), (1, 1), 1, True),         # kernel = input
     ((40, 3, 9, 9), (8, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),        # many small images
     ((5, 16, 24, 24), (4, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),      # a few larger ones
-    # from SPLIT_MIN multiply-adds the images are dealt to threads (_conv_split)
+    # from SPLIT_MIN multiply-adds the images are dealt to threads (threads.run_shares)
     ((3, 16, 20, 20), (32, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),     # odd count per thread
     ((4, 16, 31, 29), (32, 3, 3), (2, 1), (2, 1), (1, 2), 2, False),    # groups, strides
 ]
@@ -64,18 +64,29 @@ def test_conv2d_kernel_matches_torch(case, dtype):
     np.testing.assert_allclose(got, want, **TOL[dtype])
 
 
+def test_cases_cover_both_layouts():
+    """im2col (short kernel rows, dilation) and im2row both serve some case above."""
+    layouts = {KC.by_columns(c[0][1] // c[5], c[1][2], c[4][1]) for c in CASES}
+    assert layouts == {True, False}
+
+
 def test_large_batches_are_split_over_threads(monkeypatch):
     """The threaded path serves the cases above that reach SPLIT_MIN, and only those."""
     assert len(SPLIT) >= 2
-    split = []
-    real = KC._conv_split
-    monkeypatch.setattr(KC, "_conv_split", lambda *a: split.append(a[0].shape) or real(*a))
+    from codegen.numba_cpu import threads
+    split, shares = [], []
+    real = threads.run_shares
+    monkeypatch.setattr(threads, "run_shares", lambda share, T: shares.append(T) or real(share, T))
     for case in CASES:
         xs, (o, kh, kw), stride, pad, dil, groups, _ = case
         x = np.random.default_rng(0).standard_normal(xs).astype(np.float32)
         w = np.ones((o, xs[1] // groups, kh, kw), np.float32)
+        calls = len(shares)
         K.conv2d(x, w, np.zeros(0, np.float32), *stride, *pad, *dil, groups, *_out_size(case))
+        if len(shares) > calls:
+            split.append(xs)
     assert split == [c[0] for c in SPLIT]
+    assert all(T >= 2 for T in shares)
 
 
 @pytest.mark.parametrize("module, shape", [

@@ -15,10 +15,12 @@ import numpy as np
 from numba import njit
 
 from . import vecmath as V
-from .emit import JIT_OPTIONS
+from .blas import matmul, matmul_into
+from .emit import INLINE_OPTIONS, JIT_OPTIONS
 from .threads import PARALLEL, serial_blas  # noqa: F401  (generated modules take them here)
 
 jit = njit(**JIT_OPTIONS)
+inline = njit(**INLINE_OPTIONS)
 
 # ---- reductions over the middle axis of (O, R, I) -------------------------------------
 
@@ -197,7 +199,7 @@ def softmax(x, log):
     return out
 
 
-@jit
+@inline
 def row_moments(row):
     """(sum, sum of squares) of a row in float64, in 4 independent chains each: a single
     chain is one dependent add per element (4 cycles), four let them overlap."""
@@ -288,7 +290,7 @@ def bmm(a, b):
     """Batched matrix product of (B, M, K) and (B, K, N) through BLAS."""
     out = np.empty((a.shape[0], a.shape[1], b.shape[2]), a.dtype)
     for i in range(a.shape[0]):
-        np.dot(a[i], b[i], out[i])     # into the slice: array setitem is slow to compile
+        matmul_into(a[i], b[i], out[i])     # into the slice: array setitem is slow to compile
     return out
 
 
@@ -307,7 +309,7 @@ def bmm_loop(a, b):
     return out
 
 
-@jit
+@inline
 def transposed_pays(M, N):
     """Whether an (M, N) product is formed faster as its transpose, counting the pass
     that transposes it back: OpenBLAS's sgemm is up to 2x faster that way for a few rows
@@ -324,13 +326,13 @@ def linear(x, w, b):
     bias is added."""
     M, N = x.shape[0], w.shape[0]
     if not transposed_pays(M, N):
-        out = np.dot(x, w.T)
+        out = matmul(x, w.T)
         if b.size > 0:
             for m in range(M):
                 for n in range(N):
                     out[m, n] += b[n]
         return out
-    res = np.dot(w, x.T)
+    res = matmul(w, x.T)
     out = np.empty((M, N), res.dtype)
     bias = b if b.size > 0 else np.zeros(N, res.dtype)
     for m in range(M):
@@ -353,7 +355,7 @@ def attention(q, k, v, mask, mode, causal, scale):
     edge = np.array([-np.inf, 0.0, scale]).astype(q.dtype)   # constants in q's dtype
     neg_inf, zero, sc = edge[0], edge[1], edge[2]
     for b in range(B):
-        s = np.dot(q[b], k[b].T)
+        s = matmul(q[b], k[b].T)
         for i in range(L):
             m = neg_inf
             for j in range(S):
@@ -371,7 +373,7 @@ def attention(q, k, v, mask, mode, causal, scale):
                 tot += s[i, j]
             for j in range(S):
                 s[i, j] = s[i, j] / tot
-        np.dot(s, v[b], out[b])
+        matmul_into(s, v[b], out[b])
     return out
 
 
@@ -503,7 +505,7 @@ def sum_all(x):
 # ---- recurrent layers (fused regions of kind "lstm"/"gru", float32) ---------------------
 
 
-@jit
+@inline
 def _layer_start(xp, b_hh, h0, H):
     """A recurrent layer's output (T, B, H), its recurrent bias (zeros when it has none)
     and the first hidden state as a C array."""

@@ -1,36 +1,50 @@
-"""Convolution kernels: im2row and one BLAS GEMM per image and group.
+"""Convolution kernels: im2row or im2col, and one BLAS GEMM per image and group.
 
-Layout: each image is first copied into a zero-padded (H, W, C) buffer, so every row of the
-im2row matrix (one output pixel, K = C/groups*KH*KW wide) is a few contiguous runs with no
-bounds test. The GEMM is rows (M, K) @ weights (K, O/groups), the orientation OpenBLAS runs
-fastest for convolution shapes (many pixels, few channels); the result is transposed back to
-(N, O, OH*OW) with the bias. Indices are unsigned: Numba then drops its negative-index
-wraparound test, which otherwise stops the copy loops vectorising (measured 9x slower).
+im2row (kernel rows of CG*KW >= COLS_BELOW values): each image is first copied into a
+zero-padded (H, W, C) buffer, so every row of the im2row matrix (one output pixel,
+K = C/groups*KH*KW wide) is a few contiguous runs with no bounds test. The GEMM is rows
+(M, K) @ weights (K, O/groups), the orientation OpenBLAS runs fastest for convolution
+shapes (many pixels, few channels); the result is transposed back to (N, O, OH*OW) with
+the bias. im2col (short kernel rows: few channels, dilation): the padded image stays
+(C, H, W), each column row is one run of OW per output row, and weights (O/groups, K) @
+columns (K, OH*OW) is already out[n]'s layout. Indices are unsigned: Numba then drops its
+negative-index wraparound test, which otherwise stops the copy loops vectorising
+(measured 9x slower).
 
-Threads: a batch with at least SPLIT_MIN multiply-adds deals its images to Numba's
-threads, each running its own im2row and single-threaded GEMMs (threads.serial_blas), so
-each core multiplies rows it has just written into its own cache. When one BLAS call per
-chunk of images spread each GEMM over both cores, the other core read its half from the
-first core's cache: ResNet's 32-channel 3x3 conv at batch 16 took 10.7-11.1 ms that way and
-7.0-7.6 ms split by images (torch: 4.6 ms); LeNet's convs at batch 32 went from 1.4-2.0 to
-0.7 ms and from 0.9 to 0.6 ms. A single image is one GEMM on BLAS's threads: splitting its
-rows over the threads measured 1.3x slower (32 channels, 32x32).
+Threads: a batch with at least SPLIT_MIN multiply-adds deals its images to Python
+threads (threads.run_shares; the image loop releases the GIL), each running its own
+im2row and single-threaded GEMMs (threads.serial_blas), so each core multiplies rows it
+has just written into its own cache. When one BLAS call per chunk of images spread each
+GEMM over both cores, the other core read its half from the first core's cache: ResNet's
+32-channel 3x3 conv at batch 16 took 10.7-11.1 ms that way and 7.0-7.6 ms split by images
+(torch: 4.6 ms, on a 2-core Zen 1). The split ran as a Numba parallel loop before: its
+compile took about 3 s more, and LeNet at batch 32 ran in 3.0-3.2 ms against 1.8-1.9 ms
+on Python threads (same process, Zen 4). A single image is one GEMM on BLAS's threads:
+splitting its rows over the threads measured 1.3x slower (32 channels, 32x32).
 """
-
 from __future__ import annotations
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import get_num_threads, njit
 
 from . import threads
-from .emit import JIT_OPTIONS
+from .blas import matmul_into
+from .emit import INLINE_OPTIONS, JIT_OPTIONS
 
 jit = njit(**JIT_OPTIONS)
+inline = njit(**INLINE_OPTIONS)
 
 SPLIT_MIN = 3 << 20
 """Multiply-adds from which a batch of images is split over threads. Measured: LeNet's
 first conv at batch 32 (3.8M) gains 2x; a 3-channel 3x3 conv of two 32x32 images (1.8M)
 loses 20%."""
+
+
+COLS_BELOW = 16
+"""im2row from this many values per kernel row (CG*KW), im2col below it. On a 2-core
+Zen 4: LeNet's 1-channel 5x5 conv took 41 µs per image by im2row (25 runs of 5 values
+per pixel) and 10-15 µs by im2col; ResNet's 3-channel 3x3 stem 60 and 33-41 µs; at 30
+values and more (6 channels, 5x5) both layouts measured the same."""
 
 
 def splits(n: int, macs: int) -> bool:
@@ -39,7 +53,14 @@ def splits(n: int, macs: int) -> bool:
     return n > 1 and macs >= SPLIT_MIN
 
 
-@jit
+def by_columns(CG: int, KW: int, dw: int) -> bool:
+    """Whether a convolution goes through im2col rather than im2row: when a kernel row of
+    the (H, W, C) image, CG*KW values, is a short run (im2row copies one run per kernel
+    row and output pixel, im2col one run of OW per kernel tap and output row)."""
+    return dw != 1 or CG * KW < COLS_BELOW
+
+
+@inline
 def _pad_hwc(x, n, ph, pw, xp):
     """xp[h + ph, w + pw, c] = x[n, c, h, w]; xp's zero border is left as it is."""
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
@@ -53,7 +74,7 @@ def _pad_hwc(x, n, ph, pw, xp):
                 xf[at + j * np.uint64(C)] = src[j]
 
 
-@jit
+@inline
 def _im2row(xp, c0, CG, KH, KW, sh, sw, dh, dw, OH, OW, rows):
     """rows[oh*OW + ow] = the (kh, kw, c) patch under output pixel (oh, ow), channels
     c0..c0+CG of the padded image xp; with stride-1 columns a kernel row is one run."""
@@ -76,7 +97,7 @@ def _im2row(xp, c0, CG, KH, KW, sh, sw, dh, dw, OH, OW, rows):
                     d += run
 
 
-@jit
+@inline
 def _unrow(res, bias, out, n, o0):
     """out[n, o0 + o, p] = res[p, o] + bias[o0 + o]."""
     for o in range(res.shape[1]):
@@ -100,7 +121,7 @@ def _weights_rows(w, groups):
     return wt
 
 
-@jit
+@inline
 def _conv_image(x, n, wt, bias, out, xp, rows, res, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW):
     """out[n]: image n padded into xp, then per group its im2row rows, one GEMM and the
     transpose back with the bias; xp, rows and res are the caller's scratch."""
@@ -109,11 +130,11 @@ def _conv_image(x, n, wt, bias, out, xp, rows, res, KH, KW, sh, sw, ph, pw, dh, 
     _pad_hwc(x, n, ph, pw, xp)
     for g in range(wt.shape[0]):
         _im2row(xp, g * CG, CG, KH, KW, sh, sw, dh, dw, OH, OW, rows)
-        np.dot(rows, wt[g], res)
+        matmul_into(rows, wt[g], res)
         _unrow(res, bias, out, n, g * OG)
 
 
-@jit
+@inline
 def _scratch(x, wt, ph, pw, OH, OW):
     """Padded image, im2row rows and GEMM result buffers for one thread."""
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
@@ -121,34 +142,91 @@ def _scratch(x, wt, ph, pw, OH, OW):
             np.empty((OH * OW, wt.shape[1]), x.dtype), np.empty((OH * OW, wt.shape[2]), x.dtype))
 
 
-@jit
-def _conv_serial(x, wt, bias, out, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW):
+@inline
+def _pad_chw(x, n, ph, pw, xp):
+    """xp[c, h + ph, w + pw] = x[n, c, h, w]; xp's zero border is left as it is."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    for c in range(C):
+        for h in range(H):
+            src = x[n, c, h]
+            dst = xp[c, h + ph]
+            for j in range(np.uint64(W)):
+                dst[j + np.uint64(pw)] = src[j]
+
+
+@inline
+def _im2col(xp, c0, CG, KH, KW, sh, sw, dh, dw, OH, OW, cols):
+    """cols[(c*KH + kh)*KW + kw, oh*OW + ow] = the padded image xp's (c0 + c) channel
+    under kernel tap (kh, kw) of output pixel (oh, ow): one run of OW per output row."""
+    Hp, Wp = xp.shape[1], xp.shape[2]
+    xf = xp.reshape(-1)
+    cf = cols.reshape(-1)
+    u = np.uint64
+    P = OH * OW
+    for c in range(CG):
+        for kh in range(KH):
+            for kw in range(KW):
+                r = (c * KH + kh) * KW + kw
+                for oh in range(OH):
+                    s = u(((c0 + c) * Hp + oh * sh + kh * dh) * Wp + kw * dw)
+                    d = u(r * P + oh * OW)
+                    if sw == 1:
+                        for ow in range(u(OW)):
+                            cf[d + ow] = xf[s + ow]
+                    else:
+                        for ow in range(u(OW)):
+                            cf[d + ow] = xf[s + ow * u(sw)]
+
+
+@njit(nogil=True, **JIT_OPTIONS)
+def _conv_images_cols(x, w2, bias, out, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, first,
+                      step):
+    """Images first, first + step, ... through im2col: per group, weights (O/groups, K)
+    @ columns (K, OH*OW) lands in out[n]'s own (channel, pixel) layout."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    O, K = w2.shape
+    CG = K // (KH * KW)
+    groups = C // CG
+    OG = O // groups
+    P = OH * OW
+    xp = np.zeros((C, H + 2 * ph, W + 2 * pw), x.dtype)
+    cols = np.empty((K, P), x.dtype)
+    for n in range(first, x.shape[0], step):
+        _pad_chw(x, n, ph, pw, xp)
+        for g in range(groups):
+            _im2col(xp, g * CG, CG, KH, KW, sh, sw, dh, dw, OH, OW, cols)
+            matmul_into(w2[g * OG:(g + 1) * OG], cols, out[n, g * OG:(g + 1) * OG])
+        for o in range(O):
+            dst = out[n, o]
+            bo = bias[o]
+            for p in range(np.uint64(P)):
+                dst[p] += bo
+
+
+@njit(nogil=True, **JIT_OPTIONS)
+def _conv_images(x, wt, bias, out, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, first, step):
+    """Images first, first + step, ... with one set of scratch buffers; releases the GIL,
+    so threads.run_shares can run several at once."""
     xp, rows, res = _scratch(x, wt, ph, pw, OH, OW)
-    for n in range(x.shape[0]):
+    for n in range(first, x.shape[0], step):
         _conv_image(x, n, wt, bias, out, xp, rows, res, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW)
-
-
-@njit(parallel=True, **JIT_OPTIONS)
-def _conv_split(x, wt, bias, out, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, T):
-    """Images dealt round-robin to T threads, each with its own scratch."""
-    for t in prange(T):
-        xp, rows, res = _scratch(x, wt, ph, pw, OH, OW)
-        for n in range(t, x.shape[0], T):
-            _conv_image(x, n, wt, bias, out, xp, rows, res, KH, KW, sh, sw, ph, pw, dh, dw,
-                        OH, OW)
 
 
 def conv2d(x, w, b, sh, sw, ph, pw, dh, dw, groups, OH, OW):
     """Convolution of (N, C, H, W) by (O, C/groups, KH, KW), bias b (O,) or empty."""
     N = x.shape[0]
     O, CG, KH, KW = w.shape
-    wt = _weights_rows(w, groups)
     bias = b if b.size > 0 else np.zeros(O, x.dtype)
     out = np.empty((N, O, OH * OW), x.dtype)
+    if by_columns(CG, KW, dw):
+        kernel, weights = _conv_images_cols, w.reshape(O, CG * KH * KW)
+    else:
+        kernel, weights = _conv_images, _weights_rows(w, groups)
+    args = (x, weights, bias, out, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW)
     T = min(N, get_num_threads())
     if T < 2 or not splits(N, N * OH * OW * O * CG * KH * KW):
-        _conv_serial(x, wt, bias, out, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW)
+        kernel(*args, 0, 1)
     else:
-        with threads.PARALLEL, threads.serial_blas():
-            _conv_split(x, wt, bias, out, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, T)
+        with threads.serial_blas():
+            threads.run_shares(lambda t: kernel(*args, t, T), T)
     return out.reshape((N, O, OH, OW))

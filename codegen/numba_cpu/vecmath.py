@@ -16,12 +16,11 @@ from llvmlite import ir as llir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-from .emit import JIT_OPTIONS
+from .emit import INLINE_OPTIONS, JIT_OPTIONS
 
 f32 = np.float32
 # erf and gelu are too big for LLVM's inliner; left as calls they stop a loop from
 # vectorising, so they are inlined at the Numba IR level (costs compile time: used sparingly)
-_inlined = dict(JIT_OPTIONS, inline="always")
 
 
 @intrinsic
@@ -155,7 +154,7 @@ _ERF_Q = (f32(0.02602572319213818), f32(-0.1535019043616062), f32(0.374598025401
           f32(0.00014589363935181243))
 
 
-@njit(**_inlined)
+@njit(**INLINE_OPTIONS)
 def erf32(x):
     ax = abs(x)
     t = x * x
@@ -195,7 +194,7 @@ _AS_A = (f32(1.061405429), f32(-1.453152027), f32(1.421413741), f32(-0.284496736
          f32(0.254829592))
 
 
-@njit(**_inlined)
+@njit(**INLINE_OPTIONS)
 def gelu32(x):
     z = x * _RSQRT2
     t = _ONE / (_AS_P * abs(z) + _ONE)

@@ -1,0 +1,108 @@
+"""Matrix products for the generic kernels: one direct call into SciPy's BLAS.
+
+``np.dot`` inside njit ends in one C call (Numba's ``numba_xxgemm``, which finds
+``sgemm``/``dgemm`` in ``scipy.linalg.cython_blas``), but its lowering first compiles
+nested helpers at every call site: shape checks, copies of non-contiguous operands, the
+1-D cases. That cost 0.35-0.45 s per call site and signature, the larger part of the
+kernels' first compile. ``matmul_into`` makes the same C call from an intrinsic that
+knows each operand's layout when it is typed; a C-layout operand is passed as it is, an
+F-layout one (a transposed view, ``w.T``) as BLAS's transpose, anything else is copied.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+from numba.np.linalg import ensure_blas
+
+from .emit import INLINE_OPTIONS
+
+inline = njit(**INLINE_OPTIONS)
+
+_KINDS = {types.float32: "s", types.float64: "d"}
+_CHAR = ir.IntType(8)
+_VOID_P = _CHAR.as_pointer()
+_INT_MAX = 2**31 - 1     # SciPy's BLAS takes 32-bit sizes
+
+
+@intrinsic
+def _xxgemm(typingctx, a, b, out):
+    """out = a @ b through ``numba_xxgemm``; a, b C or F layout, out C; returns BLAS's
+    status (0: done)."""
+    arrays = (a, b, out)
+    if not all(isinstance(t, types.Array) and t.ndim == 2 for t in arrays) \
+            or len({t.dtype for t in arrays}) != 1 or a.dtype not in _KINDS \
+            or a.layout not in "CF" or b.layout not in "CF" or out.layout != "C":
+        return None
+
+    def codegen(context, builder, sig, args):
+        ensure_blas()
+        intp = context.get_value_type(types.intp)
+        fnty = ir.FunctionType(ir.IntType(32), [_CHAR, _CHAR, _CHAR, intp, intp, intp,
+                                                _VOID_P, _VOID_P, intp, _VOID_P, intp,
+                                                _VOID_P, _VOID_P, intp])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+        ta, tb, _ = sig.args
+        xa, xb, xo = (context.make_array(t)(context, builder, v) for t, v in zip(sig.args, args))
+        m, k = cgutils.unpack_tuple(builder, xa.shape)
+        n = cgutils.unpack_tuple(builder, xb.shape)[1]
+
+        def operand(ty, arr):
+            # BLAS is column-major: a C (rows, cols) array is its transpose there, so
+            # out^T = b^T a^T is formed with b first; an F array enters transposed.
+            rows, cols = cgutils.unpack_tuple(builder, arr.shape)
+            trans = ir.Constant(_CHAR, ord("n" if ty.layout == "C" else "t"))
+            return trans, cols if ty.layout == "C" else rows, builder.bitcast(arr.data, _VOID_P)
+
+        trans_b, ld_b, data_b = operand(tb, xb)
+        trans_a, ld_a, data_a = operand(ta, xa)
+        dtype = ta.dtype
+
+        def slot(value):
+            return builder.bitcast(cgutils.alloca_once_value(
+                builder, context.get_constant(dtype, value)), _VOID_P)
+
+        return builder.call(fn, (ir.Constant(_CHAR, ord(_KINDS[dtype])), trans_b, trans_a,
+                                 n, m, k, slot(1.0), data_b, ld_b, data_a, ld_a, slot(0.0),
+                                 builder.bitcast(xo.data, _VOID_P), n))
+
+    return types.int32(a, b, out), codegen
+
+
+def _operand(a):
+    """a itself where BLAS can take it (C or F layout), else a C copy."""
+
+
+@overload(_operand, inline="always")
+def _operand_impl(a):
+    if a.layout in "CF":
+        return lambda a: a
+    return lambda a: np.ascontiguousarray(a)
+
+
+@inline
+def matmul_into(a, b, out):
+    """out (M, N), C-contiguous, = a (M, K) @ b (K, N)."""
+    M, K = a.shape
+    N = b.shape[1]
+    if b.shape[0] != K or out.shape[0] != M or out.shape[1] != N:
+        raise ValueError("matmul_into: operand shapes do not match")
+    if max(M, N, K) > _INT_MAX:
+        raise ValueError("matmul_into: a dimension exceeds BLAS's 32-bit sizes")
+    if M == 0 or N == 0:
+        return
+    if K == 0:
+        out[:] = 0
+    elif _xxgemm(_operand(a), _operand(b), out) != 0:
+        raise RuntimeError("BLAS gemm failed (is SciPy installed?)")
+
+
+@inline
+def matmul(a, b):
+    """a (M, K) @ b (K, N) as a new C-contiguous array."""
+    out = np.empty((a.shape[0], b.shape[1]), a.dtype)
+    matmul_into(a, b, out)
+    return out
