@@ -41,7 +41,7 @@ if not os.environ.get("NUMBA_THREADING_LAYER"):
 # floats 4.9-5.2 -> 4.2-4.4 ms. The option is LLVM's and process-wide, so it also applies
 # to other Numba code compiled here; results do not change (a floating-point reduction is
 # interleaved only under fast-math reassociation, which these loops do not allow).
-llvm.set_option("tracejit", "-force-vector-interleave=" + os.environ.get("TJ_INTERLEAVE", "2"))
+llvm.set_option("tracejit", "-force-vector-interleave=2")
 
 
 def compile(graph: Graph, options: dict | None = None) -> NumbaExecutable:
