@@ -514,6 +514,25 @@ def _layer_start(xp, b_hh, h0, H):
     return np.empty((T, B, H), xp.dtype), bias, np.ascontiguousarray(h0)
 
 
+@inline
+def _recurrent(h, w_hh, w_t):
+    """h @ w_hh.T without bias. A batch of rows multiplies w_hh.T copied once per layer
+    into C order (w_t), the operand layout OpenBLAS runs fastest: 16x64 by 64x256 took
+    5.6 µs per step that way, 8 µs as w_hh @ h.T and 14.6 µs with w_hh.T as it is (Zen 4).
+    A single row keeps linear's choice."""
+    if h.shape[0] == 1:
+        return linear(h, w_hh, np.empty(0, h.dtype))
+    return matmul(h, w_t)
+
+
+@inline
+def _transposed_for_batch(xp, w_hh):
+    """w_hh.T in C order when the layer runs a batch of rows (see _recurrent)."""
+    if xp.shape[1] == 1:
+        return np.empty((0, 0), w_hh.dtype)
+    return np.ascontiguousarray(w_hh.T)
+
+
 @jit
 def lstm_layer(xp, w_hh, b_hh, h0, c0):
     """A whole LSTM layer over time, as the unrolled graph computes it step by step:
@@ -523,9 +542,9 @@ def lstm_layer(xp, w_hh, b_hh, h0, c0):
     H = G // 4
     hs, bias, h = _layer_start(xp, b_hh, h0, H)
     c = c0.copy()
-    no_bias = np.empty(0, xp.dtype)
+    w_t = _transposed_for_batch(xp, w_hh)
     for t in range(T):
-        rec = linear(h, w_hh, no_bias)   # in BLAS's faster orientation
+        rec = _recurrent(h, w_hh, w_t)
         for b in range(B):
             for j in range(H):
                 i = V.sigmoid32(xp[t, b, j] + (rec[b, j] + bias[j]))
@@ -548,9 +567,9 @@ def gru_layer(xp, w_hh, b_hh, h0):
     T, B, G = xp.shape
     H = G // 3
     hs, bias, h = _layer_start(xp, b_hh, h0, H)
-    no_bias = np.empty(0, xp.dtype)
+    w_t = _transposed_for_batch(xp, w_hh)
     for t in range(T):
-        rec = linear(h, w_hh, no_bias)   # in BLAS's faster orientation
+        rec = _recurrent(h, w_hh, w_t)
         for b in range(B):
             for j in range(H):
                 r = V.sigmoid32(xp[t, b, j] + (rec[b, j] + bias[j]))
