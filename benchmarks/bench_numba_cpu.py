@@ -72,6 +72,7 @@ def child_seconds(name: str, cache_dir: str, numba_dir: str) -> tuple[float, flo
     """(wall, CPU) seconds of a fresh process: imports, compile (or cache load), one call."""
     env = dict(os.environ, TRACEJIT_CACHE_DIR=cache_dir, NUMBA_CACHE_DIR=numba_dir,
                PYTHONPATH=str(ROOT))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)    # with bytecode caches, as systems.cache_env
     out = subprocess.run([sys.executable, "-c", CHILD.replace("NAME", name)], env=env, cwd=ROOT,
                          capture_output=True, text=True, check=True)
     wall, cpu = out.stdout.strip().splitlines()[-1].split()

@@ -96,6 +96,10 @@ def cache_env(system: str, workdir: Path, library_from: Path | None = None) -> d
     """Environment for a child process whose caches for ``system`` live in ``workdir``;
     with ``library_from``, the system's library cache is the one in that folder."""
     env = dict(os.environ)
+    # a start as on a normal installation, with Python's bytecode cache: where the shell
+    # sets PYTHONDONTWRITEBYTECODE (this sandbox does), every start compiled the project's
+    # own modules from source again (0.08 s of tracejit's warm start)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     for var in SYSTEMS[system].env:
         env[var] = str(Path(workdir) / var.lower())
     lib = SYSTEMS[system].library_env
