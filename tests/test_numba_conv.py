@@ -51,6 +51,18 @@ SPLIT = [c for c in CASES if c[0][0] > 1 and math.prod(
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[0] + c[1])))
 def test_conv2d_kernel_matches_torch(case, dtype):
+    _check_against_torch(case, dtype)
+
+
+@pytest.mark.parametrize("block_bytes", [1, 20000])
+def test_im2row_in_blocks_of_output_rows(block_bytes, monkeypatch):
+    """Blocks of one output row, and blocks that leave a shorter last one."""
+    monkeypatch.setattr(KC, "ROWS_BLOCK_BYTES", block_bytes)
+    for case in CASES:
+        _check_against_torch(case, torch.float32)
+
+
+def _check_against_torch(case, dtype):
     xs, (o, kh, kw), stride, pad, dil, groups, has_bias = case
     gen = torch.Generator().manual_seed(sum(xs) + o)
     x = torch.randn(*xs, generator=gen, dtype=dtype)
