@@ -6,9 +6,9 @@ K = C/groups*KH*KW wide) is a few contiguous runs with no bounds test. The GEMM 
 (M, K) @ weights (K, O/groups), the orientation OpenBLAS runs fastest for convolution
 shapes (many pixels, few channels); the result is transposed back to (N, O, OH*OW) with
 the bias; rows are made and multiplied a block of output rows at a time
-(ROWS_BLOCK_BYTES). im2col (short kernel rows: few channels, dilation): the padded image stays
-(C, H, W), each column row is one run of OW per output row, and weights (O/groups, K) @
-columns (K, OH*OW) is already out[n]'s layout. Indices are unsigned: Numba then drops its
+(ROWS_BLOCK_BYTES). im2col (short kernel rows: few channels, dilation): the padded image
+stays (C, H, W), each column row is one run of OW per output row, and weights
+(O/groups, K) @ columns (K, OH*OW) is already out[n]'s layout. Indices are unsigned: Numba then drops its
 negative-index wraparound test, which otherwise stops the copy loops vectorising
 (measured 9x slower).
 
