@@ -63,7 +63,10 @@ def parse_args(argv):
         args.probes or (quick_probes if args.quick else None), systems.SYSTEMS,
         list(systems.SYSTEMS), ap)
     args.repeats = args.repeats or (5 if args.quick else 15)
-    args.block_s = 0.01 if args.quick else 0.03
+    # a block of at least 0.1 s: with 0.03 s a 15-20 ms model got one or two timed calls
+    # right after the pause before each block, and measured waking up (ResNet at batch 16
+    # on numba-cpu: 20-22 ms that way, 13-15 ms in longer blocks, same process)
+    args.block_s = 0.01 if args.quick else 0.1
     return args
 
 
