@@ -1,7 +1,9 @@
-"""Who uses the cores: the lock around parallel kernels, and BLAS's own thread pool."""
+"""Who uses the cores: the lock around parallel kernels, BLAS's own thread pool, and the
+Python threads that share a convolution's images."""
 
 from __future__ import annotations
 
+import os
 import threading
 from contextlib import contextmanager
 
@@ -50,17 +52,20 @@ def serial_blas():
 
 
 _pool = None
+_pool_key = (0, 0)
 
 
 def run_shares(share, T: int) -> None:
     """``share(t)`` for t in 0..T-1 at once: t = 0 in the calling thread, the others on a
     pool of Python threads (``share`` must release the GIL: an ``nogil`` njit kernel).
     This splits a convolution's images without a Numba parallel loop, whose compile cost
-    about 3 s more for the same kernel; a dispatch costs about 20 µs."""
-    global _pool
-    if _pool is None or _pool._max_workers < T - 1:
+    about 3 s more for the same kernel; a dispatch costs about 20 µs. A forked child
+    makes its own pool (the parent's threads do not exist there)."""
+    global _pool, _pool_key
+    key = (os.getpid(), T - 1)
+    if _pool_key[0] != key[0] or _pool_key[1] < key[1]:
         from concurrent.futures import ThreadPoolExecutor
-        _pool = ThreadPoolExecutor(T - 1, thread_name_prefix="tracejit")
+        _pool, _pool_key = ThreadPoolExecutor(T - 1, thread_name_prefix="tracejit"), key
     rest = [_pool.submit(share, t) for t in range(1, T)]
     try:
         share(0)
