@@ -119,7 +119,7 @@ def test_conv_module_compiles_and_matches_eager(module, shape):
 
 
 def test_a_batch_split_over_threads_runs_in_one_serial_blas_region():
-    """A segment whose conv deals images to Numba's threads runs inside one
+    """A segment whose conv deals images to threads runs inside one
     ``K.serial_blas()`` region (BLAS on one thread throughout, restored after); at batch 1
     the conv is one GEMM on BLAS's threads and there is no region."""
     from codegen.numba_cpu import threads

@@ -95,7 +95,7 @@ def _conv(body, node, ins):
     bias = flat_or_empty(body, ins[2] if len(ins) > 2 else None, t.dtype)
     work = (xs[0], t.shape[1], ws[1], *ws[2:], oh, ow)
     if all(isinstance(d, int) for d in work) and splits(xs[0], math.prod(work)):
-        body.threaded = True          # conv2d deals the images to Numba's threads
+        body.threaded = True          # conv2d deals the images to threads
     res = (f"K.conv2d({x4}, {w4}, {bias}, {stride[0]}, {stride[1]}, {pad[0]}, {pad[1]}, "
            f"{dil[0]}, {dil[1]}, {a.get('groups', 1)}, {body.dim(oh)}, {body.dim(ow)})")
     return [out_operand(body, node, f"{res}.reshape({body.shape(t.shape)})")]

@@ -59,7 +59,7 @@ same as 128 KB, 256 KB little better than whole images."""
 
 def splits(n: int, macs: int) -> bool:
     """Whether a convolution of ``n`` images and ``macs`` multiply-adds deals its images to
-    Numba's threads (given two or more): the lowering asks to emit its serial_blas region."""
+    threads (given two or more): the lowering asks to emit its serial_blas region."""
     return n > 1 and macs >= SPLIT_MIN
 
 

@@ -106,7 +106,7 @@ def outline(function_source: str, kernels: LoopKernels, serial_blas: bool = Fals
     """``function_source`` (one ``def``) with each top-level loop nest replaced by a call of
     a loop kernel registered in ``kernels``; other statements keep their text.
 
-    With ``serial_blas`` (a conv in it deals images to Numba's threads) the body runs in
+    With ``serial_blas`` (a conv in it deals images to threads) the body runs in
     one ``K.serial_blas()`` region, instead of each such conv switching BLAS's threads off
     and on again: LeNet at batch 32 took 2.3-2.5 ms so, against 3.0-3.1 ms (same-process
     A/B). GEMMs in the region run on one thread; the issue's CNNs have small linears."""
