@@ -140,12 +140,14 @@ SCALAR: dict[str, Callable[[Node, list[str]], str]] = {
 # ---- loops --------------------------------------------------------------------------------
 
 
-PARALLEL_MIN = {True: 1 << 17, False: 1 << 20}
+PARALLEL_MIN = {True: 1 << 18, False: 1 << 20}
 """Loops over at least this many elements run on every core (``prange``), by whether an
 element costs a transcendental (a vecmath or libm call). A parallel launch costs about
 60-80 µs here: a 256k-element add takes 62 µs on one core and 114 µs on two, a 1M one
-825 against 323 µs; a GELU loop gains from 128k elements (1.15x; 1.8x at 256k). A
-parallel kernel also takes ~0.4 s longer to compile."""
+825 against 323 µs; a GELU loop alone gained 1.15x at 128k elements and 1.8x at 256k
+(2-core Zen 1). Between GEMMs, 128k lost: the PreNorm block at batch 1 (a 128x1024
+GELU) ran in 2.2-2.3 ms with it threaded and 1.7 ms serial (same process, 2-core Zen 4),
+so threads start at 256k. A parallel kernel also takes ~0.4 s longer to compile."""
 
 COSTLY = frozenset({"exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "sin", "cos", "tanh",
                     "sigmoid", "erf", "silu", "gelu", "pow"})
