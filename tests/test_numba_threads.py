@@ -59,3 +59,14 @@ def test_a_forked_child_uses_its_own_pool():
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     pytest.fail("the forked child's run_shares hung (it waited on the parent's pool)")
+
+
+def test_a_larger_share_count_replaces_the_pool():
+    threads.run_shares(lambda t: None, 2)
+    small = threads._pool
+    seen = []
+    threads.run_shares(seen.append, 4)
+    large = threads._pool
+    assert sorted(seen) == [0, 1, 2, 3] and large is not small
+    threads.run_shares(seen.append, 2)           # a smaller count reuses the larger pool
+    assert threads._pool is large

@@ -65,6 +65,10 @@ def run_shares(share, T: int) -> None:
     key = (os.getpid(), T - 1)
     if _pool_key[0] != key[0] or _pool_key[1] < key[1]:
         from concurrent.futures import ThreadPoolExecutor
+        # a pool too small is shut down; a forked child leaves the parent's one alone
+        # (a parent thread may have held its locks at the fork)
+        if _pool is not None and _pool_key[0] == key[0]:
+            _pool.shutdown(wait=False)
         _pool, _pool_key = ThreadPoolExecutor(T - 1, thread_name_prefix="tracejit"), key
     rest = [_pool.submit(share, t) for t in range(1, T)]
     try:
