@@ -19,8 +19,8 @@ has just written into its own cache. When one BLAS call per chunk of images spre
 GEMM over both cores, the other core read its half from the first core's cache: ResNet's
 32-channel 3x3 conv at batch 16 took 10.7-11.1 ms that way and 7.0-7.6 ms split by images
 (torch: 4.6 ms, on a 2-core Zen 1). The split ran as a Numba parallel loop before: its
-compile took about 3 s more, and LeNet at batch 32 ran in 3.0-3.2 ms against 1.8-1.9 ms
-on Python threads (same process, Zen 4). A single image is one GEMM on BLAS's threads:
+compile took about 3 s more, and LeNet at batch 32 ran in 3.0-3.2 ms with it against
+1.8-1.9 ms on Python threads (runs alternated between the two versions, Zen 4). A single image is one GEMM on BLAS's threads:
 splitting its rows over the threads measured 1.3x slower (32 channels, 32x32).
 """
 from __future__ import annotations

@@ -59,8 +59,8 @@ def run_shares(share, T: int) -> None:
     """``share(t)`` for t in 0..T-1 at once: t = 0 in the calling thread, the others on a
     pool of Python threads (``share`` must release the GIL: an ``nogil`` njit kernel).
     This splits a convolution's images without a Numba parallel loop, whose compile cost
-    about 3 s more for the same kernel; a dispatch costs about 20 µs. A forked child
-    makes its own pool (the parent's threads do not exist there)."""
+    about 3 s more for the same kernel. A forked child makes its own pool (the parent's
+    threads do not exist there)."""
     global _pool, _pool_key
     key = (os.getpid(), T - 1)
     if _pool_key[0] != key[0] or _pool_key[1] < key[1]:
