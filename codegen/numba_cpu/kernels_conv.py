@@ -31,6 +31,7 @@ from numba import get_num_threads, njit
 from . import threads
 from .blas import matmul_into
 from .emit import INLINE_OPTIONS, JIT_OPTIONS
+from .runs import copy_run
 
 jit = njit(**JIT_OPTIONS)
 inline = njit(**INLINE_OPTIONS)
@@ -103,8 +104,7 @@ def _im2row(xp, c0, CG, KH, KW, sh, sw, dh, dw, oh0, oh1, OW, rows):
             for kh in range(KH):
                 for kw in range(runs):
                     s = u(((oh * sh + kh * dh) * Wp + ow * sw + kw * dw) * C + c0)
-                    for c in range(run):
-                        rf[d + c] = xf[s + c]
+                    copy_run(rf, d, xf, s, run)
                     d += run
 
 
@@ -187,8 +187,7 @@ def _im2col(xp, c0, CG, KH, KW, sh, sw, dh, dw, OH, OW, cols):
                     s = u(((c0 + c) * Hp + oh * sh + kh * dh) * Wp + kw * dw)
                     d = u(r * P + oh * OW)
                     if sw == 1:
-                        for ow in range(u(OW)):
-                            cf[d + ow] = xf[s + ow]
+                        copy_run(cf, d, xf, s, u(OW))
                     else:
                         for ow in range(u(OW)):
                             cf[d + ow] = xf[s + ow * u(sw)]
