@@ -1,5 +1,7 @@
 """threads.run_shares: every share runs once, at the same time as the others, errors
-reach the caller, and a forked child gets a pool of its own."""
+reach the caller, a forked child gets a pool of its own, and callers that meet at the
+pool (two Python threads, a share that splits again) still get every share run; the
+atomics the shares use."""
 
 from __future__ import annotations
 
@@ -9,9 +11,12 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
+from numba import njit
 
 from codegen.numba_cpu import threads
+from codegen.numba_cpu.atomics import fetch_add, spin_while
 
 
 def test_every_share_runs_once_and_side_by_side():
@@ -61,12 +66,72 @@ def test_a_forked_child_uses_its_own_pool():
     pytest.fail("the forked child's run_shares hung (it waited on the parent's pool)")
 
 
-def test_a_larger_share_count_replaces_the_pool():
+def test_a_larger_share_count_grows_the_pool():
     threads.run_shares(lambda t: None, 2)
-    small = threads._pool
+    small = list(threads._workers)
     seen = []
     threads.run_shares(seen.append, 4)
-    large = threads._pool
-    assert sorted(seen) == [0, 1, 2, 3] and large is not small
-    threads.run_shares(seen.append, 2)           # a smaller count reuses the larger pool
-    assert threads._pool is large
+    assert sorted(seen) == [0, 1, 2, 3]
+    assert len(threads._workers) >= 3 and threads._workers[:len(small)] == small
+    threads.run_shares(seen.append, 2)           # a smaller count reuses the first thread
+    assert threads._workers[:len(small)] == small
+
+
+def test_callers_in_two_threads_both_get_every_share():
+    """The pool serves one call at a time: the other caller runs its shares itself."""
+    results, errors = {}, []
+
+    def caller(k):
+        try:
+            for _ in range(50):
+                seen = []
+                threads.run_shares(lambda t: seen.append(t) or time.sleep(1e-4), 2)
+                assert sorted(seen) == [0, 1]
+            results[k] = True
+        except BaseException as e:
+            errors.append(e)
+
+    pair = [threading.Thread(target=caller, args=(k,)) for k in range(2)]
+    for t in pair:
+        t.start()
+    for t in pair:
+        t.join(60)
+    assert not errors and results == {0: True, 1: True}
+
+
+def test_a_share_that_splits_again_runs_its_shares_itself():
+    seen = []
+
+    def outer(t):
+        threads.run_shares(lambda u: seen.append((t, u)), 2)
+
+    threads.run_shares(outer, 2)
+    assert sorted(seen) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+
+@njit(nogil=True)
+def _count_up(claim, times):
+    for _ in range(times):
+        fetch_add(claim, 0, 1)
+
+
+def test_fetch_add_from_two_threads_loses_no_add():
+    claim = np.zeros(1, np.int64)
+    _count_up(claim, 1)                          # compiled before the threads start
+    claim[0] = 0
+    pair = [threading.Thread(target=_count_up, args=(claim, 200_000)) for _ in range(2)]
+    for t in pair:
+        t.start()
+    for t in pair:
+        t.join(60)
+    assert claim[0] == 400_000
+
+
+def test_spin_while_returns_the_new_value_or_gives_up():
+    state = np.array([0, 5], np.int64)
+    assert spin_while(state, 1, 0, 10) == 5          # already different
+    assert spin_while(state, 0, 0, 1000) == 0        # never changes: gives up
+    done = threading.Timer(0.05, lambda: state.__setitem__(0, 7))
+    done.start()
+    assert spin_while(state, 0, 0, 1 << 33) == 7     # seen within the ~8 s of reads
+    done.join()

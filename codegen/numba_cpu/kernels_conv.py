@@ -12,10 +12,11 @@ stays (C, H, W), each column row is one run of OW per output row, and weights
 negative-index wraparound test, which otherwise stops the copy loops vectorising
 (measured 9x slower).
 
-Threads: a batch with at least SPLIT_MIN multiply-adds deals its images to Python
-threads (threads.run_shares; the image loop releases the GIL), each running its own
-im2row and single-threaded GEMMs (threads.serial_blas), so each core multiplies rows it
-has just written into its own cache. When one BLAS call per chunk of images spread each
+Threads: a batch with at least SPLIT_MIN multiply-adds shares its images among Python
+threads (threads.run_shares; the image loop releases the GIL and each thread claims the
+next image with an atomic add), each running its own im2row and single-threaded GEMMs
+(threads.serial_blas), so each core multiplies rows it has just written into its own
+cache. When one BLAS call per chunk of images spread each
 GEMM over both cores, the other core read its half from the first core's cache: ResNet's
 32-channel 3x3 conv at batch 16 took 10.7-11.1 ms that way and 7.0-7.6 ms split by images
 (torch: 4.6 ms, on a 2-core Zen 1). The split ran as a Numba parallel loop before: its
@@ -29,6 +30,7 @@ import numpy as np
 from numba import get_num_threads, njit
 
 from . import threads
+from .atomics import fetch_add
 from .blas import matmul_into
 from .emit import INLINE_OPTIONS, JIT_OPTIONS
 from .runs import copy_run
@@ -194,10 +196,9 @@ def _im2col(xp, c0, CG, KH, KW, sh, sw, dh, dw, OH, OW, cols):
 
 
 @njit(nogil=True, **JIT_OPTIONS)
-def _conv_images_cols(x, w2, bias, out, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, first,
-                      step):
-    """Images first, first + step, ... through im2col: per group, weights (O/groups, K)
-    @ columns (K, OH*OW) lands in out[n]'s own (channel, pixel) layout."""
+def _conv_images_cols(x, w2, bias, out, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, claim):
+    """The images this thread claims (as ``_conv_images``) through im2col: per group, weights
+    (O/groups, K) @ columns (K, OH*OW) lands in out[n]'s own (channel, pixel) layout."""
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     O, K = w2.shape
     CG = K // (KH * KW)
@@ -206,7 +207,8 @@ def _conv_images_cols(x, w2, bias, out, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, 
     P = OH * OW
     xp = np.zeros((C, H + 2 * ph, W + 2 * pw), x.dtype)
     cols = np.empty((K, P), x.dtype)
-    for n in range(first, x.shape[0], step):
+    n = fetch_add(claim, 0, 1)
+    while n < x.shape[0]:
         _pad_chw(x, n, ph, pw, xp)
         for g in range(groups):
             _im2col(xp, g * CG, CG, KH, KW, sh, sw, dh, dw, OH, OW, cols)
@@ -216,16 +218,20 @@ def _conv_images_cols(x, w2, bias, out, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, 
             bo = bias[o]
             for p in range(np.uint64(P)):
                 dst[p] += bo
+        n = fetch_add(claim, 0, 1)
 
 
 @njit(nogil=True, **JIT_OPTIONS)
-def _conv_images(x, wt, bias, out, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, RB, first, step):
-    """Images first, first + step, ... with one set of scratch buffers; releases the GIL,
-    so threads.run_shares can run several at once."""
+def _conv_images(x, wt, bias, out, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, RB, claim):
+    """The images this thread claims, through im2row with one set of scratch buffers;
+    releases the GIL, so threads.run_shares can run several at once. ``claim[0]`` is the
+    next image no thread has taken: a thread that starts late takes fewer."""
     xp, rows, res = _scratch(x, wt, ph, pw, RB, OW)
-    for n in range(first, x.shape[0], step):
+    n = fetch_add(claim, 0, 1)
+    while n < x.shape[0]:
         _conv_image(x, n, wt, bias, out, xp, rows, res, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW,
                     RB)
+        n = fetch_add(claim, 0, 1)
 
 
 def conv2d(x, w, b, sh, sw, ph, pw, dh, dw, groups, OH, OW):
@@ -240,11 +246,12 @@ def conv2d(x, w, b, sh, sw, ph, pw, dh, dw, groups, OH, OW):
         row_bytes = OW * CG * KH * KW * x.itemsize
         block = (max(1, min(OH, ROWS_BLOCK_BYTES // row_bytes)),)
         kernel, weights = _conv_images, _weights_rows(w, groups)
-    args = (x, weights, bias, out, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW) + block
+    args = (x, weights, bias, out, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW) + block + \
+        (np.zeros(1, np.int64),)
     T = min(N, get_num_threads())
     if T < 2 or not splits(N, N * OH * OW * O * CG * KH * KW):
-        kernel(*args, 0, 1)
+        kernel(*args)
     else:
         with threads.serial_blas():
-            threads.run_shares(lambda t: kernel(*args, t, T), T)
+            threads.run_shares(lambda t: kernel(*args), T)
     return out.reshape((N, O, OH, OW))
