@@ -811,11 +811,16 @@ def _pools() -> Iterator[OpCase]:
             ("dilation", d.f(1, 2, 9, 9), (3, 3), (1, 1), (1, 1), (2, 2), False),
             ("3d-input-T", transposed(d.f(3, 6, 5)), (2, 2), (1, 2), (0, 1), (1, 1), False),
             ("edge", edge()[:16].reshape(1, 1, 4, 4), (2, 2), (2, 2), (0, 0), (1, 1), False),
+            # windows all inside, without padding: numba-cpu's row-at-a-time paths
+            ("2x2-odd-sizes", d.f(2, 3, 7, 9), (2, 2), (2, 2), (0, 0), (1, 1), False),
+            ("3x2-s2-inside", d.f(1, 2, 9, 7), (3, 2), (2, 2), (0, 0), (1, 1), False),
+            ("3x3-s1-inside", d.f(2, 2, 6, 11), (3, 3), (1, 1), (0, 0), (1, 1), False),
+            ("edge-3x3", edge()[:16].reshape(1, 1, 4, 4), (3, 3), (1, 1), (0, 0), (1, 1), False),
             ("all-neg-pad", -d.pos(1, 1, 3, 3), (2, 2), (2, 2), (1, 1), (1, 1), False),
             ("f64", d.f(1, 1, 5, 5, dtype=F64), (3, 3), (2, 2), (1, 1), (1, 1), True)]:
         attrs = {"kernel_size": k, "stride": s, "padding": p, "dilation": dil, "ceil_mode": ceil}
         yield make("max_pool2d", label, [x], lambda x, k=k, s=s, p=p, dl=dil, c=ceil: F.max_pool2d(
-            x, k, s, p, dl, ceil_mode=c), attrs, {"edge"} if label == "edge" else ())
+            x, k, s, p, dl, ceil_mode=c), attrs, {"edge"} if label.startswith("edge") else ())
     for label, x, k, s, p, ceil, cip, div in [
             ("2x2", d.f(2, 3, 8, 8), (2, 2), (2, 2), (0, 0), False, True, None),
             ("3x3-pad", d.f(1, 2, 7, 13), (3, 3), (2, 2), (1, 1), False, True, None),

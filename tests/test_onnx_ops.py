@@ -22,6 +22,7 @@ KNOWN_GAPS = {
     "avg_pool2d-f64": "onnxruntime has no float64 AveragePool kernel (as above)",
     "max_pool2d-edge": "onnxruntime's MaxPool skips NaN inside a window where torch "
                        "propagates it; patching it would double the cost of every max pool",
+    "max_pool2d-edge-3x3": "as max_pool2d-edge",
 }
 NOT_TABLE_OPS = {
     "extern": "calls torch at run time: export raises (test_onnx_export.py)",

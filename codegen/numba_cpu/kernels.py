@@ -380,14 +380,54 @@ def attention(q, k, v, mask, mode, causal, scale):
 # ---- pooling (x is (B, H, W)) -----------------------------------------------------------
 
 
-@jit
-def max_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
-    """Max over each window of the (B, H, W) planes; a nan in a window wins (as torch).
-    Each window's rows and columns inside the image are found once, not tested per
-    element, and indices are unsigned (no wraparound test): 4x faster than per-element
-    bounds tests (LeNet's 192 planes of 28x28: 988 -> 233 µs, torch 760 µs)."""
+@inline
+def _bigger(v, m):
+    """max(m, v) where a nan wins and stays (torch's max pooling)."""
+    return v if (v > m or v != v) and m == m else m
+
+
+@inline
+def _max_pool_2x2(x, out):
+    """2x2 windows at stride 2, all inside: one pass reading both input rows."""
+    B, OH, OW = out.shape
+    for b in range(B):
+        for oh in range(OH):
+            top, bottom, dst = x[b, 2 * oh], x[b, 2 * oh + 1], out[b, oh]
+            for ow in range(np.uint64(OW)):
+                c = 2 * ow
+                dst[ow] = _bigger(bottom[c + 1], _bigger(bottom[c], _bigger(top[c + 1], top[c])))
+
+
+@inline
+def _max_pool_inside(x, kh, kw, sh, sw, out):
+    """Windows without padding or dilation, all inside: each output row's kh input rows
+    are reduced into one row, then each window along it."""
+    B, OH, OW = out.shape
+    W = x.shape[2]
+    row = np.empty(W, x.dtype)
+    for b in range(B):
+        for oh in range(OH):
+            row[:] = x[b, oh * sh]
+            for i in range(1, kh):
+                src = x[b, oh * sh + i]
+                for w in range(np.uint64(W)):
+                    row[w] = _bigger(src[w], row[w])
+            dst = out[b, oh]
+            for ow in range(OW):
+                m = row[ow * sw]
+                for j in range(1, kw):
+                    m = _bigger(row[ow * sw + j], m)
+                dst[ow] = m
+
+
+@inline
+def _max_pool_any(x, kh, kw, sh, sw, ph, pw, dh, dw, out):
+    """Any windows: each window's rows and columns inside the image are found once per
+    output pixel, not tested per element, and indices are unsigned (no wraparound test):
+    4x faster than per-element bounds tests (LeNet's 192 planes of 28x28: 988 -> 233 µs,
+    torch 760 µs, Zen 1)."""
     B, H, W = x.shape
-    out = np.empty((B, OH, OW), x.dtype)
+    OH, OW = out.shape[1], out.shape[2]
     for oh in range(OH):
         top = oh * sh - ph
         i0 = 0 if top >= 0 else (dh - 1 - top) // dh      # first kernel row inside
@@ -402,9 +442,27 @@ def max_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
                 for i in range(i0, i1):
                     r = np.uint64(top + i * dh)
                     for j in range(j0, j1):
-                        v = x[b, r, np.uint64(left + j * dw)]
-                        m = v if (v > m or v != v) and m == m else m
+                        m = _bigger(x[b, r, np.uint64(left + j * dw)], m)
                 out[b, oh, ow] = m
+
+
+@jit
+def max_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
+    """Max over each window of the (B, H, W) planes; a nan in a window wins (as torch).
+    Windows without padding or dilation that all lie inside take the faster paths
+    (LeNet's pools at batch 32, 2x2 at stride 2 on 192 planes of 28x28 and 512 of 10x10:
+    0.295 and 0.106 ms by ``_max_pool_any``, 0.166 and 0.074 by ``_max_pool_inside``,
+    0.080 and 0.044 by ``_max_pool_2x2``; torch 0.50 and 0.12, Zen 4)."""
+    B, H, W = x.shape
+    out = np.empty((B, OH, OW), x.dtype)
+    inside = ph == 0 and pw == 0 and dh == 1 and dw == 1 and OH > 0 and OW > 0 and \
+        (OH - 1) * sh + kh <= H and (OW - 1) * sw + kw <= W
+    if inside and kh == kw == sh == sw == 2:
+        _max_pool_2x2(x, out)
+    elif inside:
+        _max_pool_inside(x, kh, kw, sh, sw, out)
+    else:
+        _max_pool_any(x, kh, kw, sh, sw, ph, pw, dh, dw, out)
     return out
 
 
