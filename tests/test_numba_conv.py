@@ -35,6 +35,9 @@ CASES = [  # (N, C, H, W), (O, KH, KW), stride, padding, dilation, groups, bias
     # from SPLIT_MIN multiply-adds the images are dealt to threads (threads.run_shares)
     ((3, 16, 20, 20), (32, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),     # odd count per thread
     ((4, 16, 31, 29), (32, 3, 3), (2, 1), (2, 1), (1, 2), 2, False),    # groups, strides
+    # ... and one image's blocks of output rows (im2row)
+    ((1, 32, 32, 32), (32, 3, 3), (1, 1), (1, 1), (1, 1), 1, False),    # ResNet body, batch 1
+    ((1, 32, 30, 26), (40, 3, 3), (1, 1), (1, 1), (1, 1), 2, True),     # groups, short last block
 ]
 
 
@@ -44,8 +47,13 @@ def _out_size(case):
             (xs[3] + 2 * pad[1] - dil[1] * (kw - 1) - 1) // stride[1] + 1)
 
 
-SPLIT = [c for c in CASES if c[0][0] > 1 and math.prod(
-    (c[0][0], c[1][0], c[0][1] // c[5], c[1][1], c[1][2]) + _out_size(c)) >= KC.SPLIT_MIN]
+def _units(case):
+    """(units, by_block) that conv2d deals to two threads for ``case``."""
+    xs, (o, kh, kw), _, _, dil, groups, _ = case
+    return KC.units(xs[0], o, xs[1] // groups, kh, kw, *_out_size(case), dil[1], 4, 2)
+
+
+SPLIT = [c for c in CASES if _units(c)[0] > 1]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -83,8 +91,12 @@ def test_cases_cover_both_layouts():
 
 
 def test_large_batches_are_split_over_threads(monkeypatch):
-    """The threaded path serves the cases above that reach SPLIT_MIN, and only those."""
-    assert len(SPLIT) >= 2
+    """The threaded path serves the cases above that reach SPLIT_MIN, and only those:
+    batches by images, single images by blocks of output rows."""
+    assert {_units(c)[1] for c in SPLIT} == {True, False}
+    assert all(math.prod((c[0][0], c[1][0], c[0][1] // c[5], c[1][1], c[1][2]) +
+                         _out_size(c)) >= KC.SPLIT_MIN for c in SPLIT)
+    monkeypatch.setattr(KC, "get_num_threads", lambda: 2)
     from codegen.numba_cpu import threads
     split, shares = [], []
     real = threads.run_shares
@@ -118,9 +130,9 @@ def test_conv_module_compiles_and_matches_eager(module, shape):
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
-def test_a_batch_split_over_threads_runs_in_one_serial_blas_region():
+def test_a_batch_split_over_threads_runs_in_one_sharing_region():
     """A segment whose conv deals images to threads runs inside one
-    ``K.serial_blas()`` region (BLAS on one thread throughout, restored after); at batch 1
+    ``K.sharing()`` region (BLAS on one thread throughout, restored after); at batch 1
     the conv is one GEMM on BLAS's threads and there is no region."""
     from codegen.numba_cpu import threads
     torch.manual_seed(0)
@@ -134,16 +146,16 @@ def test_a_batch_split_over_threads_runs_in_one_serial_blas_region():
             want, got = net(x), compiled(x)
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
         (spec,) = compiled._tj_dispatcher.all_specializations()
-        assert ("K.serial_blas()" in spec.executable.source) is region
+        assert ("K.sharing()" in spec.executable.source) is region
         assert [p.get_num_threads() for p in threads._blas()] == before
 
 
-def test_serial_blas_nests_and_restores():
+def test_sharing_nests_and_restores():
     from codegen.numba_cpu import threads
     before = [p.get_num_threads() for p in threads._blas()]
-    with threads.serial_blas():
+    with threads.sharing():
         assert all(p.get_num_threads() == 1 for p in threads._blas())
-        with threads.serial_blas():
+        with threads.sharing():
             assert all(p.get_num_threads() == 1 for p in threads._blas())
         assert all(p.get_num_threads() == 1 for p in threads._blas())
     assert [p.get_num_threads() for p in threads._blas()] == before

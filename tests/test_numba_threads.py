@@ -5,6 +5,7 @@ atomics the shares use."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -22,7 +23,7 @@ from codegen.numba_cpu.atomics import fetch_add, spin_while
 def test_every_share_runs_once_and_side_by_side():
     seen, barrier = [], threading.Barrier(3, timeout=10)
 
-    def share(t):
+    def share(t, counter):
         barrier.wait()              # all three at once, or this times out
         seen.append(t)
 
@@ -32,23 +33,23 @@ def test_every_share_runs_once_and_side_by_side():
 
 @pytest.mark.parametrize("failing", [0, 1])
 def test_a_failing_share_raises_in_the_caller(failing):
-    def share(t):
+    def share(t, counter):
         if t == failing:
             raise ValueError(f"share {t}")
 
     with pytest.raises(ValueError, match=f"share {failing}"):
         threads.run_shares(share, 2)
-    threads.run_shares(lambda t: None, 2)      # the pool still works
+    threads.run_shares(lambda t, c: None, 2)      # the pool still works
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_uses_its_own_pool():
-    threads.run_shares(lambda t: None, 2)       # the parent's pool exists
+    threads.run_shares(lambda t, c: None, 2)       # the parent's pool exists
     pid = os.fork()
     if pid == 0:                                 # child: the parent's threads are gone
         seen = []
         try:
-            threads.run_shares(seen.append, 2)
+            threads.run_shares(lambda t, c: seen.append(t), 2)
             code = 0 if sorted(seen) == [0, 1] else 1
         except BaseException:
             code = 2
@@ -67,13 +68,13 @@ def test_a_forked_child_uses_its_own_pool():
 
 
 def test_a_larger_share_count_grows_the_pool():
-    threads.run_shares(lambda t: None, 2)
+    threads.run_shares(lambda t, c: None, 2)
     small = list(threads._workers)
     seen = []
-    threads.run_shares(seen.append, 4)
+    threads.run_shares(lambda t, c: seen.append(t), 4)
     assert sorted(seen) == [0, 1, 2, 3]
     assert len(threads._workers) >= 3 and threads._workers[:len(small)] == small
-    threads.run_shares(seen.append, 2)           # a smaller count reuses the first thread
+    threads.run_shares(lambda t, c: seen.append(t), 2)   # a smaller count reuses the first
     assert threads._workers[:len(small)] == small
 
 
@@ -85,7 +86,7 @@ def test_callers_in_two_threads_both_get_every_share():
         try:
             for _ in range(50):
                 seen = []
-                threads.run_shares(lambda t: seen.append(t) or time.sleep(1e-4), 2)
+                threads.run_shares(lambda t, c: seen.append(t) or time.sleep(1e-4), 2)
                 assert sorted(seen) == [0, 1]
             results[k] = True
         except BaseException as e:
@@ -102,11 +103,33 @@ def test_callers_in_two_threads_both_get_every_share():
 def test_a_share_that_splits_again_runs_its_shares_itself():
     seen = []
 
-    def outer(t):
-        threads.run_shares(lambda u: seen.append((t, u)), 2)
+    def outer(t, counter):
+        threads.run_shares(lambda u, c: seen.append((t, u)), 2)
 
     threads.run_shares(outer, 2)
     assert sorted(seen) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+
+@njit(nogil=True)
+def _claim_units(counter, hits, t, owner):
+    k = fetch_add(counter, 0, 1)
+    while k < hits.size:
+        hits[k] += 1
+        owner[k] = t
+        k = fetch_add(counter, 0, 1)
+
+
+@pytest.mark.parametrize("region", [False, True])
+def test_shares_claim_every_unit_once_through_the_counter(region):
+    """The caller's share claims from nogil code, which lets the pool's threads start;
+    inside a sharing region they watch for it instead of sleeping."""
+    hits, owner = np.zeros(200_000, np.int64), np.full(200_000, -1, np.int64)
+    with threads.sharing() if region else contextlib.nullcontext():
+        for _ in range(3):
+            hits[:] = 0
+            threads.run_shares(lambda t, c: _claim_units(c, hits, t, owner), 2)
+            assert (hits == 1).all()
+    assert set(np.unique(owner)) <= {0, 1}
 
 
 @njit(nogil=True)

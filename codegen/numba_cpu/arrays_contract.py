@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import math
 
+from numba import get_num_threads
+
 from ir.errors import LoweringError
 from ir.shapes import broadcast_shapes
 from ir.types import DType
 
 from .arrays import broadcast_copy, flat_or_empty, lowers, out_operand, reshaped
 from .emit import Operand, lit
-from .kernels_conv import splits
+from .kernels_conv import units
 from .lower import emit_loop
 
 
@@ -93,9 +95,11 @@ def _conv(body, node, ins):
         x4, w4 = body.contig(x), body.contig(w)
         oh, ow = t.shape[2], t.shape[3]
     bias = flat_or_empty(body, ins[2] if len(ins) > 2 else None, t.dtype)
-    work = (xs[0], t.shape[1], ws[1], *ws[2:], oh, ow)
-    if all(isinstance(d, int) for d in work) and splits(xs[0], math.prod(work)):
-        body.threaded = True          # conv2d deals the images to threads
+    kh, kw = (1, ws[2]) if node.op == "conv1d" else ws[2:]
+    work = (xs[0], t.shape[1], ws[1], kh, kw, oh, ow)
+    if all(isinstance(d, int) for d in work) and \
+            units(*work, dil[1], t.dtype.np.itemsize, get_num_threads())[0] > 1:
+        body.threaded = True          # conv2d deals images or row blocks to threads
     res = (f"K.conv2d({x4}, {w4}, {bias}, {stride[0]}, {stride[1]}, {pad[0]}, {pad[1]}, "
            f"{dil[0]}, {dil[1]}, {a.get('groups', 1)}, {body.dim(oh)}, {body.dim(ow)})")
     return [out_operand(body, node, f"{res}.reshape({body.shape(t.shape)})")]

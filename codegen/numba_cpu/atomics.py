@@ -60,3 +60,4 @@ def spin_while(state, i, value, reads):
         if now != value:
             return now
     return load_acquire(state, i)
+

@@ -17,7 +17,7 @@ from numba import njit
 from . import vecmath as V
 from .blas import matmul, matmul_into
 from .emit import INLINE_OPTIONS, JIT_OPTIONS
-from .threads import PARALLEL, serial_blas  # noqa: F401  (generated modules take them here)
+from .threads import PARALLEL, sharing  # noqa: F401  (generated modules take them here)
 
 jit = njit(**JIT_OPTIONS)
 inline = njit(**INLINE_OPTIONS)

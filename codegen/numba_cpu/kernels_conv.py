@@ -12,11 +12,11 @@ stays (C, H, W), each column row is one run of OW per output row, and weights
 negative-index wraparound test, which otherwise stops the copy loops vectorising
 (measured 9x slower).
 
-Threads: a batch with at least SPLIT_MIN multiply-adds shares its images among Python
-threads (threads.run_shares; the image loop releases the GIL and each thread claims the
-next image with an atomic add), each running its own im2row and single-threaded GEMMs
-(threads.serial_blas), so each core multiplies rows it has just written into its own
-cache. When one BLAS call per chunk of images spread each
+Threads: a convolution of at least SPLIT_MIN multiply-adds shares its images (a single
+image: its blocks of output rows) among Python threads (threads.run_shares; the kernel
+releases the GIL and each thread claims the next unit with an atomic add), each running
+its own im2row and single-threaded GEMMs (threads.sharing), so each core multiplies rows
+it has just written into its own cache. When one BLAS call per chunk of images spread each
 GEMM over both cores, the other core read its half from the first core's cache: ResNet's
 32-channel 3x3 conv at batch 16 took 10.7-11.1 ms that way and 7.0-7.6 ms split by images
 (torch: 4.6 ms, on a 2-core Zen 1). The split ran as a Numba parallel loop before: its
@@ -58,12 +58,6 @@ bytes, so a block stays in the core's L2 cache between its copy and its GEMM. Re
 20.6-23.3 ms with whole images and 16.5-18.9 ms in 128 KB blocks, at batch 1 1.8-2.7
 against 1.7 ms (same process, 2-core Zen 4: 1 MB of L2 per core); 64 KB measured the
 same as 128 KB, 256 KB little better than whole images."""
-
-
-def splits(n: int, macs: int) -> bool:
-    """Whether a convolution of ``n`` images and ``macs`` multiply-adds deals its images to
-    threads (given two or more): the lowering asks to emit its serial_blas region."""
-    return n > 1 and macs >= SPLIT_MIN
 
 
 def by_columns(CG: int, KW: int, dw: int) -> bool:
@@ -126,30 +120,29 @@ def _weights_rows(w, groups):
     O, CG, KH, KW = w.shape
     OG = O // groups
     wt = np.empty((groups, KH * KW * CG, OG), w.dtype)
-    for o in range(O):
-        for c in range(CG):
-            for kh in range(KH):
-                for kw in range(KW):
-                    wt[o // OG, (kh * KW + kw) * CG + c, o % OG] = w[o, c, kh, kw]
+    for g in range(groups):
+        for kh in range(KH):
+            for kw in range(KW):
+                for c in range(CG):
+                    dst = wt[g, (kh * KW + kw) * CG + c]
+                    for o in range(OG):
+                        dst[o] = w[g * OG + o, c, kh, kw]
     return wt
 
 
 @inline
-def _conv_image(x, n, wt, bias, out, xp, rows, res, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW,
-                RB):
-    """out[n]: image n padded into xp, then per block of RB output rows and per group its
-    im2row rows, one GEMM and the transpose back with the bias; xp, rows and res are the
+def _conv_block(x, n, wt, bias, out, xp, rows, res, KH, KW, sh, sw, dh, dw, OH, OW, oh0, RB):
+    """out[n]'s output rows oh0..oh0+RB-1 from the padded image xp: per group its im2row
+    rows, one GEMM and the transpose back with the bias; xp, rows and res are the
     caller's scratch (RB*OW rows)."""
     KK, OG = wt.shape[1], wt.shape[2]
     CG = KK // (KH * KW)
-    _pad_hwc(x, n, ph, pw, xp)
-    for oh0 in range(0, OH, RB):
-        oh1 = min(OH, oh0 + RB)
-        P = (oh1 - oh0) * OW
-        for g in range(wt.shape[0]):
-            _im2row(xp, g * CG, CG, KH, KW, sh, sw, dh, dw, oh0, oh1, OW, rows)
-            matmul_into(rows[:P], wt[g], res[:P])
-            _unrow(res, P, bias, out, n, g * OG, oh0 * OW)
+    oh1 = min(OH, oh0 + RB)
+    P = (oh1 - oh0) * OW
+    for g in range(wt.shape[0]):
+        _im2row(xp, g * CG, CG, KH, KW, sh, sw, dh, dw, oh0, oh1, OW, rows)
+        matmul_into(rows[:P], wt[g], res[:P])
+        _unrow(res, P, bias, out, n, g * OG, oh0 * OW)
 
 
 @inline
@@ -222,16 +215,46 @@ def _conv_images_cols(x, w2, bias, out, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, 
 
 
 @njit(nogil=True, **JIT_OPTIONS)
-def _conv_images(x, wt, bias, out, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, RB, claim):
-    """The images this thread claims, through im2row with one set of scratch buffers;
-    releases the GIL, so threads.run_shares can run several at once. ``claim[0]`` is the
-    next image no thread has taken: a thread that starts late takes fewer."""
+def _conv_images(x, wt, bias, out, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, RB, by_block,
+                 claim):
+    """The units this thread claims, through im2row with one set of scratch buffers: whole
+    images, or single blocks of RB output rows when ``by_block`` (fewer images than
+    threads). ``claim[0]`` is the next unit no thread has taken, so a thread that starts
+    late takes fewer; the kernel releases the GIL, so threads.run_shares can run several
+    at once."""
     xp, rows, res = _scratch(x, wt, ph, pw, RB, OW)
-    n = fetch_add(claim, 0, 1)
-    while n < x.shape[0]:
-        _conv_image(x, n, wt, bias, out, xp, rows, res, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW,
-                    RB)
-        n = fetch_add(claim, 0, 1)
+    blocks = (OH + RB - 1) // RB
+    per_image = blocks if by_block else 1
+    padded = -1
+    k = fetch_add(claim, 0, 1)
+    while k < x.shape[0] * per_image:
+        n = k // per_image
+        if n != padded:
+            _pad_hwc(x, n, ph, pw, xp)
+            padded = n
+        first = k % per_image if by_block else 0
+        for blk in range(first, first + blocks // per_image):
+            _conv_block(x, n, wt, bias, out, xp, rows, res, KH, KW, sh, sw, dh, dw, OH, OW,
+                        blk * RB, RB)
+        k = fetch_add(claim, 0, 1)
+
+
+def _row_block(OH, OW, K, itemsize) -> int:
+    """Output rows per im2row block (ROWS_BLOCK_BYTES of rows, at least one)."""
+    return max(1, min(OH, ROWS_BLOCK_BYTES // max(1, OW * K * itemsize)))
+
+
+def units(N, O, CG, KH, KW, OH, OW, dw, itemsize, threads) -> tuple[int, bool]:
+    """(how many units conv2d deals to ``threads`` threads, whether a unit is one block of
+    output rows rather than an image); 1 unit: one serial run whose GEMMs use BLAS's
+    threads. Fewer images than threads (batch 1) are split by row blocks, im2row only."""
+    macs = N * O * CG * KH * KW * OH * OW
+    if threads < 2 or macs < SPLIT_MIN:
+        return 1, False
+    if N >= threads or by_columns(CG, KW, dw):
+        return N, False
+    blocks = -(-OH // _row_block(OH, OW, CG * KH * KW, itemsize))
+    return (N * blocks, True) if blocks > 1 else (N, False)
 
 
 def conv2d(x, w, b, sh, sw, ph, pw, dh, dw, groups, OH, OW):
@@ -240,18 +263,18 @@ def conv2d(x, w, b, sh, sw, ph, pw, dh, dw, groups, OH, OW):
     O, CG, KH, KW = w.shape
     bias = b if b.size > 0 else np.zeros(O, x.dtype)
     out = np.empty((N, O, OH * OW), x.dtype)
+    T = get_num_threads()
+    count, by_block = units(N, O, CG, KH, KW, OH, OW, dw, x.itemsize, T)
     if by_columns(CG, KW, dw):
-        kernel, weights, block = _conv_images_cols, w.reshape(O, CG * KH * KW), ()
+        kernel, weights, extra = _conv_images_cols, w.reshape(O, CG * KH * KW), ()
     else:
-        row_bytes = OW * CG * KH * KW * x.itemsize
-        block = (max(1, min(OH, ROWS_BLOCK_BYTES // row_bytes)),)
-        kernel, weights = _conv_images, _weights_rows(w, groups)
-    args = (x, weights, bias, out, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW) + block + \
-        (np.zeros(1, np.int64),)
-    T = min(N, get_num_threads())
-    if T < 2 or not splits(N, N * OH * OW * O * CG * KH * KW):
-        kernel(*args)
+        RB = _row_block(OH, OW, CG * KH * KW, x.itemsize)
+        kernel, weights, extra = _conv_images, _weights_rows(w, groups), (RB, by_block)
+    args = (x, weights, bias, out, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW) + extra
+    T = min(count, T)
+    if T < 2:
+        kernel(*args, np.zeros(1, np.int64))
     else:
-        with threads.serial_blas():
-            threads.run_shares(lambda t: kernel(*args), T)
+        with threads.sharing():
+            threads.run_shares(lambda t, claim: kernel(*args, claim), T)
     return out.reshape((N, O, OH, OW))

@@ -13,6 +13,7 @@ loop bodies, not with the size of the graph (shared/notes/numba-compile-time.md)
 from __future__ import annotations
 
 import ast
+import copy
 import re
 
 from ir.errors import LoweringError
@@ -102,14 +103,16 @@ class _Canon(ast.NodeTransformer):
         return self.generic_visit(node)
 
 
-def outline(function_source: str, kernels: LoopKernels, serial_blas: bool = False) -> str:
+def outline(function_source: str, kernels: LoopKernels, sharing: bool = False) -> str:
     """``function_source`` (one ``def``) with each top-level loop nest replaced by a call of
     a loop kernel registered in ``kernels``; other statements keep their text.
 
-    With ``serial_blas`` (a conv in it deals images to threads) the body runs in
-    one ``K.serial_blas()`` region, instead of each such conv switching BLAS's threads off
-    and on again: LeNet at batch 32 took 2.3-2.5 ms so, against 3.0-3.1 ms (same-process
-    A/B). GEMMs in the region run on one thread; the issue's CNNs have small linears."""
+    With ``sharing`` (a conv in it shares its work among threads) the body runs in one
+    ``K.sharing()`` region (``threads.sharing``), instead of each such conv switching
+    BLAS's threads off and on again: LeNet at batch 32 took 2.3-2.5 ms so, against
+    3.0-3.1 ms (same-process A/B). GEMMs in the region run on one thread (the issue's
+    CNNs have small linears), and its loops are serial: the pool's threads watch for
+    shares meanwhile, and would take a core from a parallel loop's threads."""
     lines = function_source.splitlines()
     fn = ast.parse(function_source).body[0]
     known = {a.arg for a in fn.args.args}
@@ -126,12 +129,12 @@ def outline(function_source: str, kernels: LoopKernels, serial_blas: bool = Fals
                                     f"it uses; loops may only write into arrays "
                                     f"(codegen/numba_cpu/outline.py)")
             canon = _Canon({n.id for n in names[k] if n.id in known})
-            new = canon.visit(stmt)
+            new = canon.visit(_serial(stmt) if sharing else stmt)
             params = canon.params + [f"n{i}" for i in range(len(canon.counts))]
             name = kernels.name_for(params, [new])
             args = [a.id for a in canon.args] + [str(c) for c in canon.counts]
             call = f"{name}({', '.join(args)})"
-            if any(isinstance(n, ast.Name) and n.id == "prange" for n in nodes[k]):
+            if any(isinstance(n, ast.Name) and n.id == "prange" for n in ast.walk(new)):
                 body += ["with K.PARALLEL:", "    " + call]   # see kernels.PARALLEL
             else:
                 body.append(call)
@@ -144,10 +147,19 @@ def outline(function_source: str, kernels: LoopKernels, serial_blas: bool = Fals
         body.extend(LITERAL.sub(kernels.constant, line[4:])
                     for line in lines[stmt.lineno - 1:stmt.end_lineno])
     scopes = (['np.errstate(all="ignore")'] if quiet else []) \
-        + (["K.serial_blas()"] if serial_blas else [])
+        + (["K.sharing()"] if sharing else [])
     head = [lines[0]] + ([f"    with {', '.join(scopes)}:"] if scopes else [])
     indent = "        " if scopes else "    "
     return "\n".join(head + [indent + line for line in body])
+
+
+def _serial(loop: ast.For) -> ast.For:
+    """A copy of the loop nest with ``prange`` loops made ``range`` loops."""
+    loop = copy.deepcopy(loop)
+    for n in ast.walk(loop):
+        if isinstance(n, ast.Name) and n.id == "prange":
+            n.id = "range"
+    return loop
 
 
 def _is_int_expr(node: ast.expr) -> bool:
