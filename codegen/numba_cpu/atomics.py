@@ -9,6 +9,9 @@ convolution's share.
 
 from __future__ import annotations
 
+import platform
+
+from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
@@ -52,10 +55,28 @@ def fetch_add(typingctx, a, i, v):
     return types.int64(a, i, v), codegen
 
 
+_RELAX = "llvm.x86.sse2.pause" if platform.machine().lower() in ("x86_64", "amd64") else None
+
+
+@intrinsic
+def relax(typingctx):
+    """x86's PAUSE, the hint for a spin-wait loop (elsewhere nothing): the spinning thread
+    leaves the core's resources to another hardware thread on it, and leaves the loop
+    without a memory-order stall."""
+    def codegen(context, builder, sig, args):
+        if _RELAX is not None:
+            fn = builder.module.declare_intrinsic(_RELAX, fnty=ir.FunctionType(ir.VoidType(), []))
+            builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
 @njit(nogil=True, **JIT_OPTIONS)
 def spin_while(state, i, value, reads):
     """state[i] once it is not ``value``, or ``value`` after ``reads`` reads."""
     for _ in range(reads):
+        relax()
         now = load_acquire(state, i)
         if now != value:
             return now

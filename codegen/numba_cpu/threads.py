@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import numpy as np
 from numba import njit
 
-from .atomics import fetch_add, load_acquire, spin_while
+from .atomics import fetch_add, load_acquire, relax, spin_while
 from .emit import JIT_OPTIONS
 
 PARALLEL = threading.Lock()
@@ -71,28 +71,43 @@ def sharing():
             p.set_num_threads(n)
 
 
-WAIT_READS = 1 << 24
+WAIT_READS = 1 << 19
 """How long a caller whose share is done watches for the pool's shares to end before it
 polls with sleeps: 10-20 ms of reads here, longer than the zoo's convolutions take. A
 waking caller cost 40-60 µs (LeNet's second conv at batch 32: 0.37 ms with a sleeping
 wait, 0.30 ms watching)."""
 
-WATCH_READS = 1 << 24
+WATCH_READS = 1 << 19
 """Reads of one watching spin (10-20 ms) before a pool thread looks at the gate again."""
+
+LINGER_READS = 1 << 15
+"""Reads (about 1 ms) a pool thread goes on watching after the gate closes, as OpenMP's
+and onnxruntime's pools spin a while: a model called in a loop opens its next region
+before then, and the thread never leaves nogil code between calls. Each time it does,
+it takes the GIL for a moment, and a caller that wants it back then waits 40-60 µs for
+a wake-up: with 0.2 ms here, ResNet's first split conv at batch 1 started its second
+share 90 µs late, against 25 µs with 1 ms."""
 
 
 @njit(nogil=True, **JIT_OPTIONS)
 def _await_job(state, counter, gate, reads):
     """Spin until a job is posted (``state[0] != state[1]``) and the caller's own share has
     claimed work (``counter[0] != 0``, stored from code that released the GIL), or until
-    no job is posted and the gate closes, or the reads run out."""
+    no job is posted and the gate has stayed closed for LINGER_READS reads, or the reads
+    run out."""
     done = load_acquire(state, 1)
+    closed = 0
     for _ in range(reads):
+        relax()
         if load_acquire(state, 0) != done:
             if load_acquire(counter, 0) != 0:
                 return
         elif load_acquire(gate, 0) == 0:
-            return
+            closed += 1
+            if closed > LINGER_READS:
+                return
+        else:
+            closed = 0
 
 
 @njit(nogil=True, **JIT_OPTIONS)
