@@ -246,8 +246,9 @@ def _row_block(OH, OW, K, itemsize) -> int:
 
 def units(N, O, CG, KH, KW, OH, OW, dw, itemsize, threads) -> tuple[int, bool]:
     """(how many units conv2d deals to ``threads`` threads, whether a unit is one block of
-    output rows rather than an image); 1 unit: one serial run whose GEMMs use BLAS's
-    threads. Fewer images than threads (batch 1) are split by row blocks, im2row only."""
+    output rows rather than an image); 1 unit: one serial run, whose GEMMs use BLAS's
+    threads outside a sharing region. Fewer images than threads (batch 1) are split by
+    row blocks, im2row only."""
     macs = N * O * CG * KH * KW * OH * OW
     if threads < 2 or macs < SPLIT_MIN:
         return 1, False
