@@ -159,3 +159,24 @@ def test_sharing_nests_and_restores():
             assert all(p.get_num_threads() == 1 for p in threads._blas())
         assert all(p.get_num_threads() == 1 for p in threads._blas())
     assert [p.get_num_threads() for p in threads._blas()] == before
+
+
+def test_loops_in_a_sharing_region_are_serial():
+    """A segment whose conv shares its work runs its loops serially, even those big enough
+    for prange elsewhere: the pool thread spins on the other core meanwhile."""
+    from codegen.numba_cpu.lower import PARALLEL_MIN
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.Tanh()).eval()
+    x = torch.randn(8, 16, 64, 64)
+    assert x.numel() >= PARALLEL_MIN[True]              # tanh alone would get a prange loop
+    compiled = tracejit.compile(net)
+    with torch.no_grad():
+        want, got = net(x), compiled(x)
+        alone = tracejit.compile(torch.nn.Tanh())
+        alone(x)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    (spec,) = compiled._tj_dispatcher.all_specializations()
+    assert "K.sharing()" in spec.executable.source
+    assert "prange(" not in spec.executable.source and "K.PARALLEL" not in spec.executable.source
+    (lone,) = alone._tj_dispatcher.all_specializations()
+    assert "prange(" in lone.executable.source

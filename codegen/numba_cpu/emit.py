@@ -89,7 +89,7 @@ class Body:
         self.lines: list[str] = []
         self.indent = 1
         self.bound: set[str] = set()      # symbols bound to sizes in this function
-        self.threaded = False             # a conv here deals its images to threads
+        self.threaded = False             # a conv here shares its work among threads
 
     def line(self, text: str) -> None:
         self.lines.append("    " * self.indent + text)
