@@ -1,8 +1,8 @@
 """Atomic reads and adds on int64 arrays, for threads that share work outside the GIL.
 
-``fetch_add`` lets the threads of one convolution claim its images one at a time, so a
-thread that starts late (a sleeping core takes tens of µs to wake on a VM) does fewer
-images instead of making the others wait. ``spin_while`` waits for another thread's store
+``fetch_add`` lets the threads of one convolution claim its units (images, or one
+image's blocks of output rows) one at a time, so a thread that starts late (a sleeping
+core takes tens of µs to wake on a VM) does fewer instead of making the others wait. ``spin_while`` waits for another thread's store
 without sleeping: waking a sleeping thread took 40-60 µs here, as long as a small
 convolution's share.
 """
