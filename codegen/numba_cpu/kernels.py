@@ -407,7 +407,9 @@ def _max_pool_inside(x, kh, kw, sh, sw, out):
     row = np.empty(W, x.dtype)
     for b in range(B):
         for oh in range(OH):
-            row[:] = x[b, oh * sh]
+            first = x[b, oh * sh]
+            for w in range(np.uint64(W)):      # not row[:] = ...: its shape check's error
+                row[w] = first[w]              # message compiled in 2.8 s
             for i in range(1, kh):
                 src = x[b, oh * sh + i]
                 for w in range(np.uint64(W)):
