@@ -2,9 +2,9 @@
 
 ``fetch_add`` lets the threads of one convolution claim its units (images, or one
 image's blocks of output rows) one at a time, so a thread that starts late (a sleeping
-core takes tens of µs to wake on a VM) does fewer instead of making the others wait. ``spin_while`` waits for another thread's store
-without sleeping: waking a sleeping thread took 40-60 µs here, as long as a small
-convolution's share.
+core takes tens of µs to wake on a VM) does fewer instead of making the others wait.
+``spin_while`` waits for another thread's store without sleeping: waking a sleeping
+thread took 40-60 µs here, as long as a small convolution's share.
 """
 
 from __future__ import annotations

@@ -5,9 +5,10 @@
 nested helpers at every call site: shape checks, copies of non-contiguous operands, the
 1-D cases: a small function compiled in 0.64-0.74 s with np.dot and 0.18-0.20 s with
 the intrinsic below (per call site and signature; inside the whole generic kernels the
-saving was within the noise of their compile). ``matmul_into`` makes the same C call from an intrinsic that
-knows each operand's layout when it is typed; a C-layout operand is passed as it is, an
-F-layout one (a transposed view, ``w.T``) as BLAS's transpose, anything else is copied.
+saving was within the noise of their compile). ``matmul_into`` makes the same C call
+from an intrinsic that knows each operand's layout when it is typed; a C-layout operand
+is passed as it is, an F-layout one (a transposed view, ``w.T``) as BLAS's transpose,
+anything else is copied.
 """
 
 from __future__ import annotations

@@ -576,10 +576,10 @@ def _layer_start(xp, b_hh, h0, H):
 
 @inline
 def _recurrent(h, w_hh, w_t, no_bias):
-    """h @ w_hh.T (no_bias: an empty bias). A batch of rows multiplies w_hh.T copied once per layer
-    into C order (w_t), the operand layout OpenBLAS runs fastest: 16x64 by 64x256 took
-    5.6 µs per step that way, 8 µs as w_hh @ h.T and 14.6 µs with w_hh.T as it is (Zen 4).
-    A single row keeps linear's choice."""
+    """h @ w_hh.T (no_bias: an empty bias). A batch of rows multiplies w_hh.T copied once
+    per layer into C order (w_t), the operand layout OpenBLAS runs fastest: 16x64 by
+    64x256 took 5.6 µs per step that way, 8 µs as w_hh @ h.T and 14.6 µs with w_hh.T as
+    it is (Zen 4). A single row keeps linear's choice."""
     if h.shape[0] == 1:
         return linear(h, w_hh, no_bias)
     return matmul(h, w_t)

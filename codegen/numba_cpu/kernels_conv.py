@@ -8,9 +8,9 @@ shapes (many pixels, few channels); the result is transposed back to (N, O, OH*O
 the bias; rows are made and multiplied a block of output rows at a time
 (ROWS_BLOCK_BYTES). im2col (short kernel rows: few channels, dilation): the padded image
 stays (C, H, W), each column row is one run of OW per output row, and weights
-(O/groups, K) @ columns (K, OH*OW) is already out[n]'s layout. Indices are unsigned: Numba then drops its
-negative-index wraparound test, which otherwise stops the copy loops vectorising
-(measured 9x slower).
+(O/groups, K) @ columns (K, OH*OW) is already out[n]'s layout. Indices are unsigned:
+Numba then drops its negative-index wraparound test, which otherwise stops the copy
+loops vectorising (measured 9x slower).
 
 Threads: a convolution of at least SPLIT_MIN multiply-adds shares its images (a single
 image: its blocks of output rows) among Python threads (threads.run_shares; the kernel
@@ -21,8 +21,11 @@ GEMM over both cores, the other core read its half from the first core's cache: 
 32-channel 3x3 conv at batch 16 took 10.7-11.1 ms that way and 7.0-7.6 ms split by images
 (torch: 4.6 ms, on a 2-core Zen 1). The split ran as a Numba parallel loop before: its
 compile took about 3 s more, and LeNet at batch 32 ran in 3.0-3.2 ms with it against
-1.8-1.9 ms on Python threads (runs alternated between the two versions, Zen 4). A single image is one GEMM on BLAS's threads:
-splitting its rows over the threads measured 1.3x slower (32 channels, 32x32).
+1.8-1.9 ms on Python threads (runs alternated between the two versions, Zen 4). A single
+image's row blocks split this way: ResNet's 32-channel convs at batch 1 took 260-300 µs
+unsplit (on BLAS's two threads, or on one) and 165-180 µs split, once the pool's threads
+stopped sleeping between shares (threads.py); split on threads that slept between shares
+(a Numba parallel loop, then a ThreadPoolExecutor) they had measured 1.3x slower.
 """
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ jit = njit(**JIT_OPTIONS)
 inline = njit(**INLINE_OPTIONS)
 
 SPLIT_MIN = 3 << 20
-"""Multiply-adds from which a batch of images is split over threads. Measured: LeNet's
+"""Multiply-adds from which a convolution is split over threads. Measured: LeNet's
 first conv at batch 32 (3.8M) gains 2x; a 3-channel 3x3 conv of two 32x32 images (1.8M)
 loses 20%."""
 

@@ -19,8 +19,6 @@ from numba.extending import intrinsic, overload
 from .emit import INLINE_OPTIONS, JIT_OPTIONS
 
 f32 = np.float32
-# erf and gelu are too big for LLVM's inliner; left as calls they stop a loop from
-# vectorising, so they are inlined at the Numba IR level (costs compile time: used sparingly)
 
 
 @intrinsic
@@ -154,6 +152,8 @@ _ERF_Q = (f32(0.02602572319213818), f32(-0.1535019043616062), f32(0.374598025401
           f32(0.00014589363935181243))
 
 
+# erf and gelu are too big for LLVM's inliner; left as calls they stop a loop from
+# vectorising, so they are inlined at the Numba IR level (costs compile time: used sparingly)
 @njit(**INLINE_OPTIONS)
 def erf32(x):
     ax = abs(x)
