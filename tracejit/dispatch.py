@@ -35,7 +35,8 @@ from ir.symbolic import generalize_traces
 from . import fastpath
 from .capture import Capture, capture
 from .errors import TraceJitError
-from .runtime import Specialization, StateView, TraceJitWarning, optimize, state_source
+from .runtime import (Specialization, StateView, TraceJitWarning, gc_paused, optimize,
+                      state_source)
 from .sizes import env_at, masked, size_changes, size_groups, symbol_name
 from .state import describe_guard_failure, guards_hold
 
@@ -166,7 +167,11 @@ class Dispatcher:
             if not guards or guards_hold(guards):
                 rng = _rng_state() if node.rng else None
                 try:
-                    out = spec.run(tensors)
+                    if spec.calls:
+                        out = spec.run(tensors)
+                    else:
+                        with gc_paused():       # the first run loads the compiled code
+                            out = spec.run(tensors)
                     if fast and key[3] is None and not node.rng and not (grad and self.params):
                         fn = spec.fast_path(key, tensors, grad)
                         self.hot = None if fn is None else (len(tensors), fn)
@@ -207,18 +212,20 @@ class Dispatcher:
                             f"max_specializations={self.limit}); the guard that kept failing: "
                             f"{why}")
             return self._eager(self.gave_up, args, kwargs, stacklevel=6)
-        cap = capture(self.fn, args, kwargs, module=self.module, name=self.name,
-                      fullgraph=self.fullgraph)
-        self.count += 1
-        if cap.aborted is not None:
-            node = SpecNode(EagerSpecialization(cap.aborted, cap))
-            warnings.warn(f"tracejit: {self.name} runs eagerly: {cap.aborted}", TraceJitWarning,
-                          stacklevel=5)
-        else:
-            tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
-            node = (parent is None and (self._generalize(key, cap, tensors) or
-                                        self._probe(key, cap, args, kwargs, tensors))) \
-                or SpecNode(self._compile(cap, cap.graph, tensors))
+        with gc_paused():
+            cap = capture(self.fn, args, kwargs, module=self.module, name=self.name,
+                          fullgraph=self.fullgraph)
+            self.count += 1
+            if cap.aborted is not None:
+                node = SpecNode(EagerSpecialization(cap.aborted, cap))
+                warnings.warn(f"tracejit: {self.name} runs eagerly: {cap.aborted}",
+                              TraceJitWarning, stacklevel=5)
+            else:
+                tensors = [t for t in tree_flatten((args, kwargs))[0]
+                           if isinstance(t, torch.Tensor)]
+                node = (parent is None and (self._generalize(key, cap, tensors) or
+                                            self._probe(key, cap, args, kwargs, tensors))) \
+                    or SpecNode(self._compile(cap, cap.graph, tensors))
         if parent is None:
             self.roots[key] = node
         else:

@@ -309,8 +309,7 @@ def bmm_loop(a, b):
     return out
 
 
-@inline
-def transposed_pays(M, N):
+def transposed_pays(M, N) -> bool:
     """Whether an (M, N) product is formed faster as its transpose, counting the pass
     that transposes it back: OpenBLAS's sgemm is up to 2x faster that way for a few rows
     and at least 4 times as many columns (64x784 by 784x256: 1.3 against 2.2 ms on one
@@ -319,20 +318,31 @@ def transposed_pays(M, N):
     return 1 < M <= 64 and N >= 64 and N >= 4 * M
 
 
-@jit
 def linear(x, w, b):
-    """x (M, K) @ w.T (N, K) + b (N,), or no bias when b has length 0. Where
-    ``transposed_pays`` the product is formed as w @ x.T and transposed back while the
-    bias is added."""
-    M, N = x.shape[0], w.shape[0]
-    if not transposed_pays(M, N):
-        out = matmul(x, w.T)
-        if b.size > 0:
-            for m in range(M):
-                for n in range(N):
-                    out[m, n] += b[n]
-        return out
+    """x (M, K) @ w.T (N, K) + b (N,), or no bias when b has length 0. The orientation is
+    chosen here, in Python, so a process compiles only the kernels its shapes use (each
+    about 0.5 s on first use)."""
+    if transposed_pays(x.shape[0], w.shape[0]):
+        return linear_transposed(x, w, b)
+    return linear_rows(x, w, b)
+
+
+@jit
+def linear_rows(x, w, b):
+    """``linear`` as x @ w.T, the bias added in place."""
+    out = matmul(x, w.T)
+    if b.size > 0:
+        for m in range(out.shape[0]):
+            for n in range(out.shape[1]):
+                out[m, n] += b[n]
+    return out
+
+
+@jit
+def linear_transposed(x, w, b):
+    """``linear`` formed as w @ x.T and transposed back while the bias is added."""
     res = matmul(w, x.T)
+    M, N = x.shape[0], w.shape[0]
     out = np.empty((M, N), res.dtype)
     bias = b if b.size > 0 else np.zeros(N, res.dtype)
     for m in range(M):
@@ -386,7 +396,7 @@ def _bigger(v, m):
     return v if (v > m or v != v) and m == m else m
 
 
-@inline
+@jit
 def _max_pool_2x2(x, out):
     """2x2 windows at stride 2, all inside: one pass reading both input rows."""
     B, OH, OW = out.shape
@@ -398,7 +408,7 @@ def _max_pool_2x2(x, out):
                 dst[ow] = _bigger(bottom[c + 1], _bigger(bottom[c], _bigger(top[c + 1], top[c])))
 
 
-@inline
+@jit
 def _max_pool_inside(x, kh, kw, sh, sw, out):
     """Windows without padding or dilation, all inside: each output row's kh input rows
     are reduced into one row, then each window along it."""
@@ -422,7 +432,7 @@ def _max_pool_inside(x, kh, kw, sh, sw, out):
                 dst[ow] = m
 
 
-@inline
+@jit
 def _max_pool_any(x, kh, kw, sh, sw, ph, pw, dh, dw, out):
     """Any windows: each window's rows and columns inside the image are found once per
     output pixel, not tested per element, and indices are unsigned (no wraparound test):
@@ -448,13 +458,14 @@ def _max_pool_any(x, kh, kw, sh, sw, ph, pw, dh, dw, out):
                 out[b, oh, ow] = m
 
 
-@jit
 def max_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
     """Max over each window of the (B, H, W) planes; a nan in a window wins (as torch).
     Windows without padding or dilation that all lie inside take the faster paths
     (LeNet's pools at batch 32, 2x2 at stride 2 on 192 planes of 28x28 and 512 of 10x10:
     0.295 and 0.106 ms by ``_max_pool_any``, 0.166 and 0.074 by ``_max_pool_inside``'s
-    loops, 0.05 and 0.03 by ``_max_pool_2x2``; torch 0.44-0.50 and 0.10-0.12, Zen 4)."""
+    loops, 0.05 and 0.03 by ``_max_pool_2x2``; torch 0.44-0.50 and 0.10-0.12, Zen 4).
+    The path is chosen here, in Python, so only the paths a process uses are compiled: the
+    three inside one kernel compiled in 1.7 s."""
     B, H, W = x.shape
     out = np.empty((B, OH, OW), x.dtype)
     inside = ph == 0 and pw == 0 and dh == 1 and dw == 1 and OH > 0 and OW > 0 and \
@@ -579,9 +590,9 @@ def _recurrent(h, w_hh, w_t, no_bias):
     """h @ w_hh.T (no_bias: an empty bias). A batch of rows multiplies w_hh.T copied once
     per layer into C order (w_t), the operand layout OpenBLAS runs fastest: 16x64 by
     64x256 took 5.6 µs per step that way, 8 µs as w_hh @ h.T and 14.6 µs with w_hh.T as
-    it is (Zen 4). A single row keeps linear's choice."""
+    it is (Zen 4). A single row takes linear's choice for one row."""
     if h.shape[0] == 1:
-        return linear(h, w_hh, no_bias)
+        return linear_rows(h, w_hh, no_bias)
     return matmul(h, w_t)
 
 
