@@ -68,11 +68,9 @@ def summary_us(samples: list[float]) -> dict:
             "p75": float(p75), "p90": float(p90), "n": len(us)}
 
 
-def run_probe(model: str, system: str, batch: int, workdir: Path, timeout: float,
-              library_from: Path | None = None) -> dict:
-    """Run probe.py in a new process with the system's caches in ``workdir`` (its library
-    cache in ``library_from`` when given)."""
-    env = systems.cache_env(system, workdir, library_from)
+def run_probe(model: str, system: str, batch: int, workdir: Path, timeout: float) -> dict:
+    """Run probe.py in a new process with the system's caches in ``workdir``."""
+    env = systems.cache_env(system, workdir)
     cmd = [sys.executable, str(PROBE), model, system, str(batch), str(workdir)]
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)

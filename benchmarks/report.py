@@ -20,9 +20,10 @@ METHOD = {
     "compile_cold": "fresh process, empty TRACEJIT/NUMBA/TORCHINDUCTOR cache folders: "
                     "(build + first two calls) - two eager calls (tracejit's first call traces "
                     "eagerly; Numba compiles on the first compiled call)",
-    "compile_library_cached": "tracejit-numba: fresh process, empty graph cache, but the "
-                              "generic kernels (compiled once per installation) in Numba's "
-                              "cache as the cold run left them",
+    "compile_after_warmup": "tracejit-numba: fresh process, empty graph cache; Numba's "
+                            "cache holds what one `tracejit warmup` run compiled (the kernel "
+                            "library, once per installation; make install runs it), copied "
+                            "afresh for each model",
     "compile_warm": "fresh process, the caches the cold run filled (systems with a disk "
                     "cache only)",
     "steady_state": "the latency columns (compiled code, caches hot, per call)",
@@ -68,6 +69,7 @@ def assemble(args, latency, compile_rows, wall_s) -> dict:
             "options": {"quick": args.quick, "models": args.models, "systems": args.systems,
                         "batch": args.batch, "repeats": args.repeats},
             "onnx_exporter": systems.ONNX_EXPORTER["note"] or None,
+            "warmup_s": getattr(args, "warmup_s", None),
             "geomean_speedup": geo, "latency": latency, "compile": compile_rows}
 
 
@@ -102,11 +104,11 @@ def compile_cell(row) -> str:
     if "error" in cold:
         return "error"
     parts = []
-    graph = row.get("graph_cold") or {}
+    after = row.get("after_warmup") or {}
     if cold.get("compile_s") is not None:
         parts.append(f"{cold['compile_s']:.2f} s")
-        if graph.get("compile_s") is not None:
-            parts.append(f"library cached {graph['compile_s']:.2f} s")
+        if after.get("compile_s") is not None:
+            parts.append(f"after warmup {after['compile_s']:.2f} s")
         parts.append(f"warm {warm['compile_s']:.2f} s" if warm and "compile_s" in warm
                      else "warm error" if warm else "")
     if cold.get("peak_delta_mib") is not None:
@@ -155,7 +157,10 @@ def markdown(data) -> str:
             f"{cells[(model, batch, s)]['max_abs_err']:.1e}"
             if "max_abs_err" in cells.get((model, batch, s), {}) else "—"
             for s in systems_) + " |")
-    out += ["", "## Compile: cold / warm (new process), peak RSS delta", "",
+    warmup = (f"`tracejit warmup` (tracejit-numba's kernel library) took "
+              f"{data['warmup_s']:.1f} s." if data.get("warmup_s") else "")
+    out += ["", "## Compile: cold / after warmup / warm (new process), peak RSS delta", "",
+            warmup, "",
             "| model | " + " | ".join(systems_) + " |", "|---|" + "---|" * len(systems_)]
     comp = {(r["model"], r["system"]): r for r in data["compile"]}
     for model in dict.fromkeys(k[0] for k in keys):
@@ -165,7 +170,8 @@ def markdown(data) -> str:
     notes = [(r["model"], r.get("batch"), r["system"], _err(r)) for r in data["latency"]
              if _err(r)]
     notes += [(r["model"], r["batch"], r["system"] + " probe", p["error"])
-              for r in data["compile"] for p in (r.get("cold", {}), r.get("warm") or {})
+              for r in data["compile"]
+              for p in (r.get("cold", {}), r.get("after_warmup") or {}, r.get("warm") or {})
               if "error" in p]
     out += [f"- {m_} x{b} {s}: {e}" for m_, b, s, e in notes] or ["- none"]
     out += ["", "## Method", ""] + [f"- {k}: {val}" for k, val in data["method"].items()]
@@ -183,7 +189,7 @@ def print_tables(console, data) -> None:
         table.add_row(model, str(batch), *(latency_cell(
             cells.get((model, batch, s), {"skipped": "-"}), rich=True) for s in systems_))
     console.print(table)
-    comp = Table(title="compile cold / warm (new process), peak RSS delta")
+    comp = Table(title="compile cold / after warmup / warm (new process), peak RSS delta")
     comp.add_column("model")
     for s in systems_:
         comp.add_column(s, justify="right")

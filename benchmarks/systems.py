@@ -75,8 +75,8 @@ class System:
     disk_cache: bool = False        # a new process can reuse work: warm differs from cold
     small_only: bool = False        # too slow for the big models
     env: tuple[str, ...] = field(default=())   # cache variables to point at workdir
-    library_env: str | None = None  # the variable of its generic kernels' cache (kept by the
-    #                                 "graph cold" probe: compiled once per installation)
+    library_env: str | None = None  # the variable of its kernel library's cache (filled by
+    #                                 `tracejit warmup` for the "after warmup" probe)
 
 
 TRACEJIT_ENV = ("TRACEJIT_CACHE_DIR", "NUMBA_CACHE_DIR")
@@ -92,9 +92,8 @@ SYSTEMS: dict[str, System] = {s.name: s for s in [
 ]}
 
 
-def cache_env(system: str, workdir: Path, library_from: Path | None = None) -> dict[str, str]:
-    """Environment for a child process whose caches for ``system`` live in ``workdir``;
-    with ``library_from``, the system's library cache is the one in that folder."""
+def cache_env(system: str, workdir: Path) -> dict[str, str]:
+    """Environment for a child process whose caches for ``system`` live in ``workdir``."""
     env = dict(os.environ)
     # a start as on a normal installation, with Python's bytecode cache: where the shell
     # sets PYTHONDONTWRITEBYTECODE (this sandbox does), every start compiled the project's
@@ -102,7 +101,4 @@ def cache_env(system: str, workdir: Path, library_from: Path | None = None) -> d
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     for var in SYSTEMS[system].env:
         env[var] = str(Path(workdir) / var.lower())
-    lib = SYSTEMS[system].library_env
-    if library_from is not None and lib:
-        env[lib] = str(Path(library_from) / lib.lower())
     return env

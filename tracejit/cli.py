@@ -168,6 +168,24 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_warmup(args) -> int:
+    """Compile the numba-cpu kernel library into Numba's cache (``tracejit.warmup``)."""
+    from rich.progress import Progress
+
+    from .warmup import MODELS, kernel_cache, warm_up
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task("compiling the numba-cpu kernels", total=len(MODELS))
+
+        def done(name: str, seconds: float) -> None:
+            progress.console.print(f"  {name}: {seconds:.1f} s")
+            progress.advance(task)
+
+        total = warm_up(done)
+    print(f"numba-cpu kernels ready in {total:.1f} s, cached in {kernel_cache()}")
+    return 0
+
+
 def _model_arguments(p: argparse.ArgumentParser, input_help: str) -> None:
     p.add_argument("model", metavar="MODEL",
                    help="path/to/file.py:Name or package.module:Name; Name is an nn.Module "
@@ -277,6 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "to it (try: tracejit bench --help).")
     b.add_argument("bench_args", nargs=argparse.REMAINDER)
     b.set_defaults(run=cmd_bench)
+    w = sub.add_parser("warmup", help="compile the numba-cpu kernel library ahead of use",
+                       description="Compile small built-in models with numba-cpu so that "
+                                   "Numba's on-disk cache holds every float32 kernel the "
+                                   "backend uses: a model's first compile then builds only "
+                                   "its own loops. Run it once per installation (make "
+                                   "install does), with the NUMBA_CACHE_DIR your programs "
+                                   "use.")
+    w.set_defaults(run=cmd_warmup)
     return p
 
 
