@@ -35,6 +35,7 @@ from ir.symbolic import generalize_traces
 from . import fastpath
 from .capture import Capture, capture
 from .errors import TraceJitError
+from .externs import lend_torch_gemm
 from .runtime import (Specialization, StateView, TraceJitWarning, gc_paused, optimize,
                       state_source)
 from .sizes import env_at, masked, size_changes, size_groups, symbol_name
@@ -236,6 +237,8 @@ class Dispatcher:
         start = time.perf_counter()
         graph, stats = optimize(raw, self.passes)
         exe = codegen.compile_graph(graph, self.backend, self.options.get("backend_options"))
+        if self.backend == "numba-cpu":
+            lend_torch_gemm()           # products run on eager's own BLAS
         sources = {i.name: StateView(state_source(self.module, i.name, cap.state[i.name]))
                    for i in graph.inputs if i.role != "input"}
         n_inputs = sum(1 for i in graph.inputs if i.role == "input")

@@ -9,7 +9,9 @@ advances exactly as eager does.
 
 from __future__ import annotations
 
+import ctypes
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -84,3 +86,16 @@ def numpy_extern(node: ir.Node, arrays) -> list[np.ndarray]:
     outs = call_extern_torch(node, [torch.from_numpy(np.require(a, requirements=("C", "W")))
                                     for a in arrays])
     return [o.detach().numpy() for o in outs]
+
+
+def lend_torch_gemm() -> None:
+    """Have numba-cpu's kernels multiply matrices with torch's own BLAS (``sgemm_`` and
+    ``dgemm_`` in libtorch_cpu: MKL in the x86 CPU wheels), on torch's thread pool, as
+    eager does; where torch's library has no such symbols they keep SciPy's OpenBLAS."""
+    from codegen.numba_cpu import blas
+    try:
+        lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
+        sgemm, dgemm = lib.sgemm_, lib.dgemm_
+    except (OSError, AttributeError):
+        return
+    blas.use_gemm(*(ctypes.cast(f, ctypes.c_void_p).value for f in (sgemm, dgemm)))

@@ -1,5 +1,5 @@
 """Lowerings of contractions, pooling and attention (``ARRAY`` entries): BLAS
-through ``np.dot`` and the generic kernels."""
+through the generic kernels."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def _matmul(body, node, ins):
     batch = broadcast_shapes(tuple(sa[:-2]), tuple(sb[:-2]))
     fn = "K.bmm" if t.dtype.is_float else "K.bmm_loop"
     if not batch and t.dtype.is_float and len(sa) == 2 and len(sb) == 2:
-        return [out_operand(body, node, f"np.dot({body.contig(a)}, {body.contig(b)})")]
+        return [out_operand(body, node, f"K.mm({body.contig(a)}, {body.contig(b)})")]
     res = f"{fn}({_batched(body, a, batch, ma)}, {_batched(body, b, batch, mb)})"
     return [out_operand(body, node, f"{res}.reshape({body.shape(t.shape)})")]
 
@@ -68,7 +68,7 @@ def _addmm(body, node, ins):
     t = node.output.type
     prod = body.tmp("p")
     if t.dtype.is_float:
-        body.line(f"{prod} = np.dot({body.contig(a)}, {body.contig(b)})")
+        body.line(f"{prod} = K.mm({body.contig(a)}, {body.contig(b)})")
     else:
         body.line(f"{prod} = K.bmm_loop({reshaped(body, a, (1,) + tuple(a.type.shape))}, "
                   f"{reshaped(body, b, (1,) + tuple(b.type.shape))})[0]")

@@ -1,29 +1,37 @@
-"""Matrix products for the generic kernels: one direct call into SciPy's BLAS.
+"""Matrix products for the generic kernels: one direct call into a BLAS ``gemm``.
 
 ``np.dot`` inside njit ends in one C call (Numba's ``numba_xxgemm``, which finds
 ``sgemm``/``dgemm`` in ``scipy.linalg.cython_blas``), but its lowering first compiles
 nested helpers at every call site: shape checks, copies of non-contiguous operands, the
 1-D cases: a small function compiled in 0.64-0.74 s with np.dot and 0.18-0.20 s with
 the intrinsic below (per call site and signature; inside the whole generic kernels the
-saving was within the noise of their compile). ``matmul_into`` makes the same C call
-from an intrinsic that knows each operand's layout when it is typed; a C-layout operand
-is passed as it is, an F-layout one (a transposed view, ``w.T``) as BLAS's transpose,
-anything else is copied.
+saving was within the noise of their compile). ``matmul_into`` calls the gemm from an
+intrinsic that knows each operand's layout when it is typed; a C-layout operand is passed
+as it is, an F-layout one (a transposed view, ``w.T``) as BLAS's transpose, anything else
+is copied.
+
+Which gemm is chosen at run time (``use_gemm``): SciPy's OpenBLAS by default, torch's own
+BLAS where the torch runtime lends it (tracejit/externs.py). Two BLAS thread pools in one
+process spin against each other on the cores: with the kernels on SciPy's OpenBLAS and
+eager torch on MKL in the same process (the benchmark's interleaved rounds, or a program
+that also runs torch ops), eager LSTM and GRU layers at batch 16 took 27 ms instead of
+2-3 ms, and the PreNorm block's linears 1.5x longer than eager's own on an Intel Xeon.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib.machinery
 import importlib.util
 import sys
 from pathlib import Path
 
+import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
-from numba.extending import intrinsic, overload
-from numba.np.linalg import ensure_blas
+from numba.extending import get_cython_function_address, intrinsic, overload
 
 from .emit import INLINE_OPTIONS
 
@@ -64,15 +72,43 @@ def _load_cython_blas() -> None:
 _load_cython_blas()
 
 _KINDS = {types.float32: "s", types.float64: "d"}
+_SLOT = {types.float32: 0, types.float64: 1}
 _CHAR = ir.IntType(8)
 _VOID_P = _CHAR.as_pointer()
 _INT_MAX = 2**31 - 1     # SciPy's BLAS takes 32-bit sizes
 
 
+GEMM_SYMBOL = "tracejit_gemm"
+"""The process's two GEMM entry points (sgemm, dgemm: Fortran BLAS, 32-bit sizes, every
+argument by pointer) as a symbol the compiled kernels load at each product, so the
+cached machine code serves whichever BLAS ``use_gemm`` picks in a process."""
+
+_slots = (ctypes.c_void_p * 2)()
+llvm.add_symbol(GEMM_SYMBOL, ctypes.addressof(_slots))
+
+
+SCIPY_GEMM = tuple(get_cython_function_address("scipy.linalg.cython_blas", name)
+                   for name in ("sgemm", "dgemm"))
+"""SciPy's sgemm and dgemm (its bundled OpenBLAS): the kernels' GEMM unless another is
+chosen, and always inside a sharing region (``threads.sharing``)."""
+
+
+def use_gemm(sgemm: int, dgemm: int) -> None:
+    """Run every kernel's products through these sgemm/dgemm addresses, process-wide."""
+    _slots[0], _slots[1] = sgemm, dgemm
+
+
+def gemm_in_use() -> tuple[int, int]:
+    return _slots[0], _slots[1]
+
+
+use_gemm(*SCIPY_GEMM)
+
+
 @intrinsic
 def _xxgemm(typingctx, a, b, out):
-    """out = a @ b through ``numba_xxgemm``; a, b C or F layout, out C; returns BLAS's
-    status (0: done)."""
+    """out = a @ b through the GEMM in ``GEMM_SYMBOL``; a, b C or F layout, out C; returns
+    0 (the status the kernels check)."""
     arrays = (a, b, out)
     if not all(isinstance(t, types.Array) and t.ndim == 2 for t in arrays) \
             or len({t.dtype for t in arrays}) != 1 or a.dtype not in _KINDS \
@@ -80,35 +116,42 @@ def _xxgemm(typingctx, a, b, out):
         return None
 
     def codegen(context, builder, sig, args):
-        ensure_blas()
-        intp = context.get_value_type(types.intp)
-        fnty = ir.FunctionType(ir.IntType(32), [_CHAR, _CHAR, _CHAR, intp, intp, intp,
-                                                _VOID_P, _VOID_P, intp, _VOID_P, intp,
-                                                _VOID_P, _VOID_P, intp])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+        dtype = sig.args[0].dtype
+        i32 = ir.IntType(32)
+        real_p = context.get_value_type(dtype).as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [_VOID_P, _VOID_P] + [i32.as_pointer()] * 3 +
+                               [real_p, real_p, i32.as_pointer(), real_p, i32.as_pointer(),
+                                real_p, real_p, i32.as_pointer()])
+        slots = builder.module.globals.get(GEMM_SYMBOL)
+        if slots is None:
+            slots = ir.GlobalVariable(builder.module, ir.ArrayType(_VOID_P, 2), GEMM_SYMBOL)
+        slot = builder.gep(slots, [ir.Constant(i32, 0), ir.Constant(i32, _SLOT[dtype])])
+        fn = builder.bitcast(builder.load(slot), fnty.as_pointer())
         ta, tb, _ = sig.args
         xa, xb, xo = (context.make_array(t)(context, builder, v) for t, v in zip(sig.args, args))
         m, k = cgutils.unpack_tuple(builder, xa.shape)
         n = cgutils.unpack_tuple(builder, xb.shape)[1]
 
+        def by_ref(size):
+            return cgutils.alloca_once_value(builder, builder.trunc(size, i32))
+
         def operand(ty, arr):
             # BLAS is column-major: a C (rows, cols) array is its transpose there, so
             # out^T = b^T a^T is formed with b first; an F array enters transposed.
             rows, cols = cgutils.unpack_tuple(builder, arr.shape)
-            trans = ir.Constant(_CHAR, ord("n" if ty.layout == "C" else "t"))
-            return trans, cols if ty.layout == "C" else rows, builder.bitcast(arr.data, _VOID_P)
+            trans = cgutils.alloca_once_value(
+                builder, ir.Constant(_CHAR, ord("N" if ty.layout == "C" else "T")))
+            return trans, by_ref(cols if ty.layout == "C" else rows), \
+                builder.bitcast(arr.data, real_p)
 
         trans_b, ld_b, data_b = operand(tb, xb)
         trans_a, ld_a, data_a = operand(ta, xa)
-        dtype = ta.dtype
-
-        def slot(value):
-            return builder.bitcast(cgutils.alloca_once_value(
-                builder, context.get_constant(dtype, value)), _VOID_P)
-
-        return builder.call(fn, (ir.Constant(_CHAR, ord(_KINDS[dtype])), trans_b, trans_a,
-                                 n, m, k, slot(1.0), data_b, ld_b, data_a, ld_a, slot(0.0),
-                                 builder.bitcast(xo.data, _VOID_P), n))
+        one, zero = (cgutils.alloca_once_value(builder, context.get_constant(dtype, v))
+                     for v in (1.0, 0.0))
+        builder.call(fn, (trans_b, trans_a, by_ref(n), by_ref(m), by_ref(k), one, data_b,
+                          ld_b, data_a, ld_a, zero, builder.bitcast(xo.data, real_p),
+                          by_ref(n)))
+        return ir.Constant(i32, 0)
 
     return types.int32(a, b, out), codegen
 

@@ -286,6 +286,13 @@ def channel_stats(x):
 
 
 @jit
+def mm(a, b):
+    """(M, K) @ (K, N) through the kernels' GEMM (``blas.use_gemm``), not NumPy's own
+    BLAS: a second BLAS thread pool in the process spins against the first."""
+    return matmul(a, b)
+
+
+@jit
 def bmm(a, b):
     """Batched matrix product of (B, M, K) and (B, K, N) through BLAS."""
     out = np.empty((a.shape[0], a.shape[1], b.shape[2]), a.dtype)

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import numpy as np
 from numba import njit
 
+from . import blas
 from .atomics import fetch_add, load_acquire, relax, spin_while
 from .emit import JIT_OPTIONS
 
@@ -42,7 +43,9 @@ _gate = np.zeros(1, np.int64)
 def sharing():
     """The region of a segment whose convolutions share their work among threads.
 
-    BLAS runs single-threaded inside: each thread runs its own GEMMs. Two threads each
+    BLAS runs single-threaded inside: each thread runs its own GEMMs, on SciPy's BLAS
+    whichever GEMM the process chose (``blas.use_gemm``), as only its thread count is set
+    here. Two threads each
     running one-thread GEMMs on data in their own core's cache measured 52 GFLOP/s here,
     against 46 when each GEMM also spread over both cores (1024x288 by 288x32, float32).
     The pool's threads watch for shares instead of sleeping between them, so a share
@@ -58,6 +61,8 @@ def sharing():
     pools = [(p, p.get_num_threads()) for p in _blas()]
     for p, _ in pools:
         p.set_num_threads(1)
+    gemm = blas.gemm_in_use()
+    blas.use_gemm(*blas.SCIPY_GEMM)
     _region_depth += 1
     _gate[0] = 1
     for worker in _workers if _pid == os.getpid() else ():
@@ -67,6 +72,7 @@ def sharing():
     finally:
         _gate[0] = 0
         _region_depth -= 1
+        blas.use_gemm(*gemm)
         for p, n in pools:
             p.set_num_threads(n)
 
