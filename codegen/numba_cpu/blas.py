@@ -72,34 +72,43 @@ def _load_cython_blas() -> None:
 _load_cython_blas()
 
 _KINDS = {types.float32: "s", types.float64: "d"}
-_SLOT = {types.float32: 0, types.float64: 1}
+_SLOT = {types.float32: 0, types.float64: 2}
 _CHAR = ir.IntType(8)
 _VOID_P = _CHAR.as_pointer()
 _INT_MAX = 2**31 - 1     # SciPy's BLAS takes 32-bit sizes
 
 
 GEMM_SYMBOL = "tracejit_gemm"
-"""The process's two GEMM entry points (sgemm, dgemm: Fortran BLAS, 32-bit sizes, every
-argument by pointer) as a symbol the compiled kernels load at each product, so the
-cached machine code serves whichever BLAS ``use_gemm`` picks in a process."""
+"""The gemm entry points (Fortran BLAS sgemm/dgemm: 32-bit sizes, every argument by
+pointer) as a symbol the compiled kernels load at each product, so the cached machine
+code serves whichever BLAS ``use_gemm`` picks in a process. Four slots: sgemm for small
+and for large products, then dgemm for small and large."""
 
-_slots = (ctypes.c_void_p * 2)()
+SMALL_GEMM = 1 << 18
+"""Multiply-adds up to which a product always goes to SciPy's OpenBLAS, which runs these
+on the calling thread (its own limit for threads), where MKL's per-call cost was higher:
+an LSTM at batch 1 (32 steps of 1x64 by 64x256 per layer) took 507 µs per call with
+MKL, 227-249 µs with OpenBLAS."""
+
+_slots = (ctypes.c_void_p * 4)()
 llvm.add_symbol(GEMM_SYMBOL, ctypes.addressof(_slots))
-
 
 SCIPY_GEMM = tuple(get_cython_function_address("scipy.linalg.cython_blas", name)
                    for name in ("sgemm", "dgemm"))
 """SciPy's sgemm and dgemm (its bundled OpenBLAS): the kernels' GEMM unless another is
-chosen, and always inside a sharing region (``threads.sharing``)."""
+chosen, and always for small products and inside a sharing region
+(``threads.sharing``)."""
 
 
 def use_gemm(sgemm: int, dgemm: int) -> None:
-    """Run every kernel's products through these sgemm/dgemm addresses, process-wide."""
-    _slots[0], _slots[1] = sgemm, dgemm
+    """Run the kernels' large products through these sgemm/dgemm addresses,
+    process-wide."""
+    _slots[0], _slots[1], _slots[2], _slots[3] = SCIPY_GEMM[0], sgemm, SCIPY_GEMM[1], dgemm
 
 
 def gemm_in_use() -> tuple[int, int]:
-    return _slots[0], _slots[1]
+    """The (sgemm, dgemm) addresses large products go to."""
+    return _slots[1], _slots[3]
 
 
 use_gemm(*SCIPY_GEMM)
@@ -124,13 +133,16 @@ def _xxgemm(typingctx, a, b, out):
                                 real_p, real_p, i32.as_pointer()])
         slots = builder.module.globals.get(GEMM_SYMBOL)
         if slots is None:
-            slots = ir.GlobalVariable(builder.module, ir.ArrayType(_VOID_P, 2), GEMM_SYMBOL)
-        slot = builder.gep(slots, [ir.Constant(i32, 0), ir.Constant(i32, _SLOT[dtype])])
-        fn = builder.bitcast(builder.load(slot), fnty.as_pointer())
+            slots = ir.GlobalVariable(builder.module, ir.ArrayType(_VOID_P, 4), GEMM_SYMBOL)
         ta, tb, _ = sig.args
         xa, xb, xo = (context.make_array(t)(context, builder, v) for t, v in zip(sig.args, args))
         m, k = cgutils.unpack_tuple(builder, xa.shape)
         n = cgutils.unpack_tuple(builder, xb.shape)[1]
+        large = builder.icmp_signed(">", builder.mul(builder.mul(m, n), k),
+                                    ir.Constant(m.type, SMALL_GEMM))
+        index = builder.add(ir.Constant(i32, _SLOT[dtype]), builder.zext(large, i32))
+        slot = builder.gep(slots, [ir.Constant(i32, 0), index])
+        fn = builder.bitcast(builder.load(slot), fnty.as_pointer())
 
         def by_ref(size):
             return cgutils.alloca_once_value(builder, builder.trunc(size, i32))
