@@ -32,6 +32,12 @@ def _batched(body, x: Operand, batch, mat):
     return f"{body.contig(x)}.reshape(({body.prod(batch)}, {body.dim(mat[0])}, {body.dim(mat[1])}))"
 
 
+def _mm(dtype: DType) -> str:
+    """The 2-D product's function: the kernels' GEMM; float16, which Numba cannot type,
+    through NumPy (with its own BLAS pool)."""
+    return "np.dot" if dtype == DType.f16 else "K.mm"
+
+
 @lowers("matmul")
 def _matmul(body, node, ins):
     a, b = ins
@@ -42,7 +48,7 @@ def _matmul(body, node, ins):
     batch = broadcast_shapes(tuple(sa[:-2]), tuple(sb[:-2]))
     fn = "K.bmm" if t.dtype.is_float else "K.bmm_loop"
     if not batch and t.dtype.is_float and len(sa) == 2 and len(sb) == 2:
-        return [out_operand(body, node, f"K.mm({body.contig(a)}, {body.contig(b)})")]
+        return [out_operand(body, node, f"{_mm(t.dtype)}({body.contig(a)}, {body.contig(b)})")]
     res = f"{fn}({_batched(body, a, batch, ma)}, {_batched(body, b, batch, mb)})"
     return [out_operand(body, node, f"{res}.reshape({body.shape(t.shape)})")]
 
@@ -68,7 +74,7 @@ def _addmm(body, node, ins):
     t = node.output.type
     prod = body.tmp("p")
     if t.dtype.is_float:
-        body.line(f"{prod} = K.mm({body.contig(a)}, {body.contig(b)})")
+        body.line(f"{prod} = {_mm(t.dtype)}({body.contig(a)}, {body.contig(b)})")
     else:
         body.line(f"{prod} = K.bmm_loop({reshaped(body, a, (1,) + tuple(a.type.shape))}, "
                   f"{reshaped(body, b, (1,) + tuple(b.type.shape))})[0]")
