@@ -121,14 +121,18 @@ def _probes(args, model, batch, workdir, progress, task) -> list[dict]:
 
 def _warm_library(args) -> tuple[Path | None, float | None]:
     """Run ``tracejit warmup`` once in a new process with its own caches: (the folder, its
-    seconds), or (None, None) where tracejit-numba is not probed."""
+    seconds), or (None, None) where tracejit-numba is not probed or the warm-up failed
+    (the report then has no "after warmup" figures)."""
     if "tracejit-numba" not in args.probes or "tracejit-numba" not in args.systems:
         return None, None
     folder = args.workdir / "warmed"
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "tracejit", "warmup"], check=True,
-                   capture_output=True, env=systems.cache_env("tracejit-numba", folder),
-                   cwd=Path(__file__).resolve().parent.parent, timeout=args.probe_timeout)
+    try:
+        subprocess.run([sys.executable, "-m", "tracejit", "warmup"], check=True,
+                       capture_output=True, env=systems.cache_env("tracejit-numba", folder),
+                       cwd=Path(__file__).resolve().parent.parent, timeout=args.probe_timeout)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        return None, None
     return folder, time.perf_counter() - t
 
 

@@ -10,6 +10,7 @@ advances exactly as eager does.
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 from pathlib import Path
 
@@ -88,14 +89,21 @@ def numpy_extern(node: ir.Node, arrays) -> list[np.ndarray]:
     return [o.detach().numpy() for o in outs]
 
 
+@functools.cache
+def _torch_gemm() -> tuple[int, int] | None:
+    """The addresses of ``sgemm_`` and ``dgemm_`` in libtorch_cpu, or None."""
+    try:
+        lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
+        return tuple(ctypes.cast(f, ctypes.c_void_p).value for f in (lib.sgemm_, lib.dgemm_))
+    except (OSError, AttributeError):
+        return None
+
+
 def lend_torch_gemm() -> None:
     """Have numba-cpu's kernels multiply matrices with torch's own BLAS (``sgemm_`` and
     ``dgemm_`` in libtorch_cpu: MKL in the x86 CPU wheels), on torch's thread pool, as
     eager does; where torch's library has no such symbols they keep SciPy's OpenBLAS."""
     from codegen.numba_cpu import blas
-    try:
-        lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
-        sgemm, dgemm = lib.sgemm_, lib.dgemm_
-    except (OSError, AttributeError):
-        return
-    blas.use_gemm(*(ctypes.cast(f, ctypes.c_void_p).value for f in (sgemm, dgemm)))
+    gemm = _torch_gemm()
+    if gemm is not None:
+        blas.use_gemm(*gemm)

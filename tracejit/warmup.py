@@ -6,8 +6,9 @@ installation whose cache is empty, the first model to use a kernel pays for it: 
 first compile took 5.2 s, of which its two convolution kernels took 1.6 s each. Warming
 up compiles small models that reach every float32 kernel path the lowering takes (both
 linear orientations, im2row and im2col convolutions, the three max-pooling paths,
-attention, recurrent layers, normalisations, reductions, the vector math), at batch 1 and
-at a batch of 4, so that later a model compiles only its own generated loops.
+attention, recurrent layers, normalisations, reductions, matrix products, the vector
+math), at batch 1 and at a batch of 4, so that later a model compiles only its own
+generated loops.
 
 Where the kernels' cache lives is Numba's choice: ``NUMBA_CACHE_DIR`` when set, else a
 ``__pycache__`` folder beside the kernels. A process with another ``NUMBA_CACHE_DIR`` does

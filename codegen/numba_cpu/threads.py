@@ -45,9 +45,9 @@ def sharing():
 
     BLAS runs single-threaded inside: each thread runs its own GEMMs, on SciPy's BLAS
     whichever GEMM the process chose (``blas.use_gemm``), as only its thread count is set
-    here. Two threads each
-    running one-thread GEMMs on data in their own core's cache measured 52 GFLOP/s here,
-    against 46 when each GEMM also spread over both cores (1024x288 by 288x32, float32).
+    here. Two threads each running one-thread GEMMs on data in their own core's cache
+    measured 52 GFLOP/s here, against 46 when each GEMM also spread over both cores
+    (1024x288 by 288x32, float32).
     The pool's threads watch for shares instead of sleeping between them, so a share
     starts at once rather than after a thread's wake-up (40-60 µs on this VM, as long as
     a small convolution's share); the segment's loops are serial (``outline``), so
