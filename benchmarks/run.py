@@ -51,8 +51,8 @@ def parse_args(argv):
                     "in this process; beyond it the system is reported as timed out")
     ap.add_argument("--out", type=Path, default=RESULTS, help="folder for the results")
     args = ap.parse_args(argv)
-    args.models = _pick(args.models, zoo.ZOO, [n for n, e in zoo.ZOO.items()
-                                                                          if e.quick or not args.quick], ap)
+    quick_models = [n for n, e in zoo.ZOO.items() if e.quick or not args.quick]
+    args.models = _pick(args.models, zoo.ZOO, quick_models, ap)
     args.systems = _pick(args.systems, systems.SYSTEMS, list(systems.SYSTEMS), ap)
     if "eager" not in args.systems:
         args.systems.insert(0, "eager")          # speed-ups and errors are against eager

@@ -29,7 +29,8 @@ def _batched(body, x: Operand, batch, mat):
         if t.rank < 2:
             src = Operand(reshaped(body, x, mat), t.with_shape(mat))
         x = Operand(broadcast_copy(body, src, full), t.with_shape(full))
-    return f"{body.contig(x)}.reshape(({body.prod(batch)}, {body.dim(mat[0])}, {body.dim(mat[1])}))"
+    return (f"{body.contig(x)}.reshape(({body.prod(batch)}, {body.dim(mat[0])}, "
+            f"{body.dim(mat[1])}))")
 
 
 def _mm(dtype: DType) -> str:
