@@ -69,3 +69,20 @@ def test_reduce_sum_last_axis_chains_and_middle_axis(shape, dtype):
         np.testing.assert_array_equal(got, want)
     else:
         np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("x_type, kernel", [("f32[1,37]", "K.linear_rows("),
+                                            ("f32[16,37]", "K.linear_transposed("),
+                                            ("f32[B,37]", "K.linear(")])
+def test_generated_code_names_the_linear_orientation_when_sizes_are_static(x_type, kernel):
+    """Static sizes: the orientation is chosen once, in the generated code; a symbolic
+    size: ``K.linear`` chooses per call."""
+    import ir
+    from codegen.numba_cpu.emit import generate
+    graph = ir.parse(f'''graph L(%x: {x_type}, %w: f32[200,37] param, %b: f32[200] param) {{
+  %0: {x_type.replace("37", "200")} = linear(%x, %w, %b)
+  return %0
+}}''')
+    source, _ = generate(graph)
+    assert kernel in source
+    assert source.count("K.linear") == 1

@@ -13,6 +13,7 @@ from ir.types import DType
 
 from .arrays import broadcast_copy, flat_or_empty, lowers, out_operand, reshaped
 from .emit import Operand, lit
+from .kernels import transposed_pays
 from .kernels_conv import units
 from .lower import emit_loop
 
@@ -62,11 +63,20 @@ def _linear(body, node, ins):
         raise LoweringError(f"numba-cpu: linear on {t.dtype} (BLAS is float only)")
     s = x.type.shape
     bias = flat_or_empty(body, ins[2] if len(ins) > 2 else None, t.dtype)
+    fn = _linear_kernel(s[:-1], w.type.shape[0])
     if len(s) == 2:
-        return [out_operand(body, node, f"K.linear({body.contig(x)}, {body.contig(w)}, {bias})")]
+        return [out_operand(body, node, f"{fn}({body.contig(x)}, {body.contig(w)}, {bias})")]
     x2 = f"{body.contig(x)}.reshape(({body.prod(s[:-1])}, {body.dim(s[-1])}))"
-    res = f"K.linear({x2}, {body.contig(w)}, {bias})"
+    res = f"{fn}({x2}, {body.contig(w)}, {bias})"
     return [out_operand(body, node, f"{res}.reshape({body.shape(t.shape)})")]
+
+
+def _linear_kernel(rows, n) -> str:
+    """The linear kernel for these sizes: its orientation picked here where they are
+    known (no Python choice per call), by ``K.linear`` at run time where one is symbolic."""
+    if not all(isinstance(d, int) for d in (*rows, n)):
+        return "K.linear"
+    return "K.linear_transposed" if transposed_pays(math.prod(rows), n) else "K.linear_rows"
 
 
 @lowers("addmm")

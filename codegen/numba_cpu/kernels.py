@@ -326,9 +326,10 @@ def transposed_pays(M, N) -> bool:
 
 
 def linear(x, w, b):
-    """x (M, K) @ w.T (N, K) + b (N,), or no bias when b has length 0. The orientation is
-    chosen here, in Python, so a process compiles only the kernels its shapes use (each
-    about 0.5 s on first use)."""
+    """x (M, K) @ w.T (N, K) + b (N,), or no bias when b has length 0. Each orientation is
+    its own kernel, so a process compiles only those its shapes use (each about 0.5 s on
+    first use): generated code names one itself where the sizes are static
+    (arrays_contract), and calls this choice in Python where one is symbolic."""
     if transposed_pays(x.shape[0], w.shape[0]):
         return linear_transposed(x, w, b)
     return linear_rows(x, w, b)
