@@ -171,32 +171,87 @@ def cumsum(x, acc_row):
 
 @jit
 def softmax(x, log):
-    """Softmax (or log-softmax) along r of (O, R, I). The exps are taken in x's dtype, as
-    eager does (float32 through vecmath's exp, which vectorises, rather than libm's twice
-    per element: 64x1000 float32 1164 -> 321 µs), in a pass of their own; their sum in
-    float64."""
+    """Softmax (or log-softmax) along r of a C-contiguous (O, R, I) (``arrays.canon``).
+
+    A max or a sum along a row is one dependent step per element, which neither overlaps
+    nor vectorises: over the last axis (I == 1) they run in 8 chains (``row_max``,
+    ``row_sum``) and the exps in a loop of their own, which vectorises; over a middle
+    axis they run across i, I wide. 64x1000 float32: 242 -> 100 µs; 1000x64 over the
+    first axis: 911 -> 65 µs. Exps and sums stay in x's dtype, as torch's softmax."""
     O, R, I = x.shape
     out = np.empty(x.shape, x.dtype)
-    for o in range(O):
-        for i in range(I):
-            m = x.dtype.type(-np.inf)
+    one = x.dtype.type(1)
+    if I == 1:
+        rows = x.reshape((O, R))
+        res = out.reshape((O, R))
+        for o in range(O):
+            row, dst = rows[o], res[o]
+            m = row_max(row)
             for r in range(R):
-                v = x[o, r, i]
-                m = v if (v > m or v != v) else m
-            for r in range(R):
-                out[o, r, i] = V.exp_any(x[o, r, i] - m)
-            s = 0.0
-            for r in range(R):
-                s += out[o, r, i]
+                dst[r] = V.exp_any(row[r] - m)
             if log:
-                ls = x.dtype.type(math.log(s)) + m
+                shift = x.dtype.type(math.log(row_sum(dst))) + m
                 for r in range(R):
-                    out[o, r, i] = x[o, r, i] - ls
+                    dst[r] = row[r] - shift
             else:
-                inv = x.dtype.type(1.0 / s)
+                inv = one / row_sum(dst)
                 for r in range(R):
-                    out[o, r, i] = out[o, r, i] * inv
+                    dst[r] = dst[r] * inv
+        return out
+    top = np.empty(I, x.dtype)
+    tot = np.empty(I, x.dtype)
+    for o in range(O):
+        xo, dst = x[o], out[o]
+        top[:] = -np.inf
+        for r in range(R):
+            for i in range(I):
+                top[i] = max(top[i], xo[r, i])
+        tot[:] = 0
+        for r in range(R):
+            for i in range(I):
+                e = V.exp_any(xo[r, i] - top[i])
+                dst[r, i] = e
+                tot[i] += e
+        for i in range(I):
+            tot[i] = x.dtype.type(math.log(tot[i])) + top[i] if log else one / tot[i]
+        for r in range(R):
+            for i in range(I):
+                dst[r, i] = xo[r, i] - tot[i] if log else dst[r, i] * tot[i]
     return out
+
+
+@inline
+def row_max(row):
+    """The largest of a row's values, in 8 chains (see ``softmax``)."""
+    R = row.shape[0]
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = row.dtype.type(-np.inf)
+    r = 0
+    while r + 8 <= R:
+        m0, m1, m2, m3 = (max(m0, row[r]), max(m1, row[r + 1]), max(m2, row[r + 2]),
+                          max(m3, row[r + 3]))
+        m4, m5, m6, m7 = (max(m4, row[r + 4]), max(m5, row[r + 5]), max(m6, row[r + 6]),
+                          max(m7, row[r + 7]))
+        r += 8
+    m = max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
+    for k in range(r, R):
+        m = max(m, row[k])
+    return m
+
+
+@inline
+def row_sum(row):
+    """The sum of a row in its dtype, in 8 chains (see ``softmax``)."""
+    R = row.shape[0]
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = row.dtype.type(0)
+    r = 0
+    while r + 8 <= R:
+        s0, s1, s2, s3 = s0 + row[r], s1 + row[r + 1], s2 + row[r + 2], s3 + row[r + 3]
+        s4, s5, s6, s7 = s4 + row[r + 4], s5 + row[r + 5], s6 + row[r + 6], s7 + row[r + 7]
+        r += 8
+    s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    for k in range(r, R):
+        s += row[k]
+    return s
 
 
 @inline
