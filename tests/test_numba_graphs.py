@@ -241,4 +241,37 @@ def test_unfused_elementwise_run_shares_one_loop_and_exports_what_is_read_later(
     g.outputs = [z, s, w]
     rng = np.random.default_rng(3)
     exe, _ = check(g, [rand(rng, 3, 5), rand(rng, 5)])
-    assert exe.source.count("for ") == 2 * 2         # tanh+add+gt in one nest, where in one
+    # tanh+add+gt in one nest of 2 (b broadcasts along the rows), where in one flat loop
+    assert exe.source.count("for ") == 2 + 1
+
+
+def test_short_rows_loop_over_merged_axes():
+    """A BatchNorm folded into a conv weight, (O, C, 3, 3) * (O, 1, 1, 1), runs as one
+    (O, C*9) nest; an axis along which one operand broadcasts and another does not stays
+    apart; a sliced (non-contiguous) operand keeps its axes."""
+    rng = np.random.default_rng(5)
+    g = Graph("fold")
+    w, s = g.add_input("w", t(8, 4, 3, 3)), g.add_input("s", t(8, 1, 1, 1))
+    n1, y = node("mul", (w, s), t(8, 4, 3, 3))
+    g.nodes += [n1]
+    g.outputs = [y]
+    exe, _ = check(g, [rand(rng, 8, 4, 3, 3), rand(rng, 8, 1, 1, 1)])
+    assert "reshape((8, 36))" in exe.source and "reshape((8, 1))" in exe.source
+    assert exe.source.count("for ") == 2
+
+    g = Graph("mixed")
+    x, b = g.add_input("x", t(2, 5, 3, 4)), g.add_input("b", t(5, 1, 1))
+    n1, y = node("add", (x, b), t(2, 5, 3, 4))
+    g.nodes += [n1]
+    g.outputs = [y]
+    exe, _ = check(g, [rand(rng, 2, 5, 3, 4), rand(rng, 5, 1, 1)])
+    assert "reshape((2, 5, 12))" in exe.source and "reshape((1, 5, 1))" in exe.source
+
+    g = Graph("sliced")
+    x, z = g.add_input("x", t(4, 6, 2)), g.add_input("z", t(4, 3, 2))
+    n1, p = node("slice", (x,), t(4, 3, 2), dim=1, start=1, end=4, step=1)
+    n2, y = node("mul", (p, z), t(4, 3, 2))
+    g.nodes += [n1, n2]
+    g.outputs = [y]
+    exe, _ = check(g, [rand(rng, 4, 6, 2), rand(rng, 4, 3, 2)])
+    assert exe.source.count("for ") == 3
