@@ -103,24 +103,39 @@ def exp32_ftz(x):
     return x if x != x else y
 
 
-# tanh: cephes tanhf polynomial for |x| < 0.625, 1 - 2/(e^{2|x|}+1) elsewhere
-_TANH_P = (f32(-5.70498872745e-3), f32(2.06390887954e-2), f32(-5.37397155531e-2),
-           f32(1.33314422036e-1), f32(-3.33332819422e-1))
+# tanh: Eigen's rational approximation (odd degree-13 over even degree-6 polynomial on
+# |x| <= 7.905, +-1 beyond, x itself below 4e-4). At most 4.3 ulp from float64 (the
+# numerics contract allows rtol 1e-4, about 800 ulp), half the cost of the cephes form it
+# replaced (0.43-0.46 against 0.82 ns per element on 1M floats), which took an exp, a
+# division and a polynomial for every element, whichever of its two branches it kept.
+_TANH_A = (f32(-2.76076847742355e-16), f32(2.00018790482477e-13), f32(-8.60467152213735e-11),
+           f32(5.12229709037114e-08), f32(1.48572235717979e-05), f32(6.37261928875436e-04),
+           f32(4.89352455891786e-03))
+_TANH_B = (f32(1.19825839466702e-06), f32(1.18534705686654e-04), f32(2.26843463243900e-03),
+           f32(4.89352518554385e-03))
+_TANH_CLAMP, _TANH_TINY = f32(7.90531110763549805), f32(0.0004)
 
 
 @njit(**JIT_OPTIONS)
 def tanh32(x):
     ax = abs(x)
-    z = x * x
-    p = _TANH_P[0]
-    p = p * z + _TANH_P[1]
-    p = p * z + _TANH_P[2]
-    p = p * z + _TANH_P[3]
-    p = p * z + _TANH_P[4]
-    small = x if z == _ZERO else p * z * x + x   # keeps -0.0
-    e = exp32_ftz(_TWO * ax)
-    big = math.copysign(_ONE - _TWO / (e + _ONE), x)
-    return small if ax < f32(0.625) else big
+    c = min(ax, _TANH_CLAMP)
+    z = c * c
+    p = _TANH_A[0]
+    p = p * z + _TANH_A[1]
+    p = p * z + _TANH_A[2]
+    p = p * z + _TANH_A[3]
+    p = p * z + _TANH_A[4]
+    p = p * z + _TANH_A[5]
+    p = p * z + _TANH_A[6]
+    q = _TANH_B[0]
+    q = q * z + _TANH_B[1]
+    q = q * z + _TANH_B[2]
+    q = q * z + _TANH_B[3]
+    r = _ONE if ax > _TANH_CLAMP else c * p / q
+    r = math.copysign(r, x)
+    r = x if ax < _TANH_TINY else r      # keeps -0.0
+    return x if x != x else r
 
 
 @njit(**JIT_OPTIONS)
