@@ -29,10 +29,14 @@ SCRIPT = textwrap.dedent("""
     y, z = Value(t), Value(t)
     g.nodes += [Node("tanh", (x,), (y,)), Node("mul", (y, x), (z,))]
     g.outputs = [z]
+    from numba.core.base import BaseContext
+    refresh, refreshes = BaseContext.refresh, []
+    BaseContext.refresh = lambda ctx: refreshes.append(1) or refresh(ctx)
     exe = compile_graph(g, "numba-cpu")
     a = np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4)
     (out,), _ = exe([a])
     assert np.allclose(out, np.tanh(a) * a, atol=1e-6)
+    print(len(refreshes), "context refreshes")
     print(exe.path)
 """)
 
@@ -47,7 +51,8 @@ def run_script(cache_dir, extra_env=None):
 def finish(proc):
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    return out.strip().splitlines()[-1]
+    proc.lines = out.strip().splitlines()
+    return proc.lines[-1]
 
 
 def test_two_processes_at_once_then_reuse_without_torch(tmp_path):
@@ -58,8 +63,11 @@ def test_two_processes_at_once_then_reuse_without_torch(tmp_path):
     assert path.parent == tmp_path and path.name.startswith("tracejit_")
     assert not list(tmp_path.glob("*.tmp"))
     stamp = path.stat().st_mtime_ns
-    assert finish(run_script(tmp_path)) == str(path)      # a third process reuses the file
+    third = run_script(tmp_path)                          # a third process reuses the file
+    assert finish(third) == str(path)
     assert path.stat().st_mtime_ns == stamp               # ... without rewriting it
+    # ... and loads Numba's cached code without setting up Numba's compiler (loading.py)
+    assert third.lines[-2] == "0 context refreshes"
     assert list((tmp_path / "__pycache__").glob("tracejit_*.nbi"))   # Numba's own cache
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import platform
 
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic
 
 from .emit import JIT_OPTIONS
+from .loading import njit
 
 
 def _int64_vector(a) -> bool:

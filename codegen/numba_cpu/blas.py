@@ -29,11 +29,12 @@ from pathlib import Path
 import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import get_cython_function_address, intrinsic, overload
 
 from .emit import INLINE_OPTIONS
+from .loading import njit
 
 inline = njit(**INLINE_OPTIONS)
 

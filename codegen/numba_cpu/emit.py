@@ -43,10 +43,11 @@ the file name is a hash of what it was generated from."""
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from codegen.numba_cpu import kernels as K
 from codegen.numba_cpu import vecmath as V
+from codegen.numba_cpu.loading import njit
 from ir.ops import GuardFailed
 '''
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
 from . import vecmath as V
 from .blas import matmul, matmul_into
 from .emit import INLINE_OPTIONS, JIT_OPTIONS
+from .loading import njit
 from .threads import PARALLEL, sharing  # noqa: F401  (generated modules take them here)
 
 jit = njit(**JIT_OPTIONS)

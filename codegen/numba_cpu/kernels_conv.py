@@ -30,12 +30,13 @@ stopped sleeping between shares (threads.py); split on threads that slept betwee
 from __future__ import annotations
 
 import numpy as np
-from numba import get_num_threads, njit
+from numba import get_num_threads
 
 from . import threads
 from .atomics import fetch_add
 from .blas import matmul_into
 from .emit import INLINE_OPTIONS, JIT_OPTIONS
+from .loading import njit
 from .runs import copy_run
 
 jit = njit(**JIT_OPTIONS)

@@ -9,11 +9,11 @@ import time
 from contextlib import contextmanager
 
 import numpy as np
-from numba import njit
 
 from . import blas
 from .atomics import fetch_add, load_acquire, relax, spin_while
 from .emit import JIT_OPTIONS
+from .loading import njit
 
 PARALLEL = threading.Lock()
 """Held around every call of a parallel kernel. The backend runs them on Numba's

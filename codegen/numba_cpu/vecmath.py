@@ -13,10 +13,11 @@ import math
 
 import numpy as np
 from llvmlite import ir as llir
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic, overload
 
 from .emit import INLINE_OPTIONS, JIT_OPTIONS
+from .loading import njit
 
 f32 = np.float32
 
