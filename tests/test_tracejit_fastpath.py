@@ -100,6 +100,10 @@ def test_fast_path_left_for_other_inputs(net, x, assert_matches):
     warm(cm, x)
     check(cm, net, torch.randn(5, 6), assert_matches)                       # other shape
     check(cm, net, torch.randn(6, 2).t(), assert_matches)                   # not contiguous
+    check(cm, net, torch._neg_view(torch.randn(2, 6)), assert_matches)     # negative bit
+    check(cm, net, torch.randn(2, 6, requires_grad=True), assert_matches)  # wants grad
+    check(cm, net, nn.Parameter(torch.randn(2, 6)), assert_matches)        # a subclass
+    warm(cm, x)                                                             # and back
     with pytest.raises(TypeError):
         cm(x, x)                                                            # other arity
 

@@ -13,6 +13,7 @@ from torch import nn
 import codegen
 import ir
 
+from . import fastpath
 from .capture import Capture, capture
 from .errors import TraceJitError
 from .dispatch import Dispatcher, EagerSpecialization
@@ -61,21 +62,36 @@ def compile(model_or_fn=None, *, backend: str = DEFAULT_BACKEND, fullgraph: bool
     return wrap if model_or_fn is None else wrap(model_or_fn)
 
 
-class CompiledFunction:
+class _Calls:
+    """``__call__`` of both compiled kinds: the fast path of the last call's specialisation
+    (``fastpath``) tried here, inline, before the dispatcher's generic path. Each Python
+    call layer costs 0.3-0.6 µs on the 2-vCPU machine, more than a guard."""
+
+    def __call__(self, *args, **kwargs):
+        d = self._tj_dispatcher
+        hot = d.hot
+        if hot is not None and not kwargs and len(args) == hot[0]:
+            try:
+                out = hot[1](*args)
+            except ir.GuardFailed:
+                out = fastpath.MISS
+            if out is not fastpath.MISS:
+                return out
+        return d(*args, **kwargs)
+
+
+class CompiledFunction(_Calls):
     """A compiled plain function; call it like the original."""
 
     def __init__(self, fn: Callable, dispatcher: Dispatcher):
         self._tj_dispatcher = dispatcher
         functools.update_wrapper(self, fn)
 
-    def __call__(self, *args, **kwargs):
-        return self._tj_dispatcher(*args, **kwargs)
-
     def explain(self) -> "Explanation":
         return Explanation.of_dispatcher(self._tj_dispatcher)
 
 
-class CompiledModule(nn.Module):
+class CompiledModule(_Calls, nn.Module):
     """A compiled ``nn.Module`` that still behaves as the module.
 
     Attribute reads and writes go to the original module, so parameters, ``state_dict``,
@@ -109,10 +125,7 @@ class CompiledModule(nn.Module):
     def __iter__(self):
         return iter(self._orig_mod)
 
-    def __call__(self, *args, **kwargs):
-        return self._tj_dispatcher(*args, **kwargs)
-
-    forward = __call__
+    forward = _Calls.__call__
 
     def __repr__(self):
         return f"tracejit.compile(backend={self._tj_dispatcher.backend!r}) of {self._orig_mod!r}"

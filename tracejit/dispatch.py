@@ -32,7 +32,6 @@ import codegen
 import ir
 from ir.symbolic import generalize_traces
 
-from . import fastpath
 from .capture import Capture, capture
 from .errors import TraceJitError
 from .externs import lend_torch_gemm
@@ -126,14 +125,8 @@ class Dispatcher:
     # ---- the call path ------------------------------------------------------------------
 
     def __call__(self, *args, **kwargs):
-        hot = self.hot
-        if hot is not None and not kwargs and len(args) == hot[0]:
-            try:
-                out = hot[1](*args)
-            except ir.GuardFailed:
-                out = fastpath.MISS
-            if out is not fastpath.MISS:
-                return out
+        """The generic path, taken where the fast path in ``hot`` (tried first by the
+        compiled callable, ``api._Calls``) is missing or missed."""
         self.hot = None
         return self._call(args, kwargs)
 

@@ -59,11 +59,21 @@ def build(spec, tensors, grad: bool) -> Callable | None:
     lines = [f"def fast({', '.join(names)}):",
              "    if grad_enabled() is not G or epoch[0] != E:",
              "        return MISS"]
+    # Each input is checked on its NumPy view, made first: numpy() refuses a tensor that
+    # requires grad, is not on the CPU, or has its negative or conjugate bit set. The
+    # view's shape, dtype and strides are plain Python values, where each of the tensor's
+    # attributes costs 0.15-0.4 µs to read.
     for i, (name, t) in enumerate(zip(names, tensors)):
-        glob[f"S{i}"], glob[f"D{i}"] = t.shape, t.dtype
-        lines += [f"    if type({name}) is not Tensor or {name}.shape != S{i} or "
-                  f"{name}.dtype is not D{i} or {name}.requires_grad or not {name}.is_cpu "
-                  f"or not {name}.is_contiguous():",
+        view = t.numpy()
+        glob[f"S{i}"], glob[f"D{i}"], glob[f"R{i}"] = view.shape, view.dtype, view.strides
+        lines += [f"    if type({name}) is not Tensor:",
+                  "        return MISS",
+                  "    try:",
+                  f"        n{i} = {name}.numpy()",
+                  "    except (RuntimeError, TypeError):",
+                  "        return MISS",
+                  f"    if n{i}.shape != S{i} or n{i}.dtype is not D{i} or "
+                  f"(n{i}.strides != R{i} and not n{i}.flags.c_contiguous):",
                   "        return MISS"]
     if len(names) > 1:
         lines += [f"    if len({{{', '.join(f'id({n})' for n in names)}}}) != {len(names)}:",
@@ -71,7 +81,7 @@ def build(spec, tensors, grad: bool) -> Callable | None:
     for i, (table, attr, value) in enumerate(spec.capture.state_guards):
         glob[f"A{i}"], glob[f"N{i}"], glob[f"W{i}"] = table, attr, value
         lines += [f"    if A{i}.get(N{i}, _MISSING) != W{i}:", "        return MISS"]
-    arrays = [f"{n}.numpy()" for n in names]
+    arrays = [f"n{i}" for i in range(len(names))]
     for i, view in enumerate(spec.states):
         glob[f"T{i}"], glob[f"K{i}"], glob[f"V{i}"] = view.table, view.key, view
         lines += [f"    p{i} = T{i}[K{i}]",

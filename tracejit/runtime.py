@@ -124,7 +124,9 @@ class Specialization:
         return fn
 
     def run(self, tensors: list[torch.Tensor]):
-        arrays = [t.detach().numpy() if d else t.numpy() for t, d in zip(tensors, self.detach)]
+        # resolve_neg: a lazily negated view (torch._neg_view, x.conj().imag) has no NumPy view
+        arrays = [(t.detach() if d else t).resolve_neg().numpy()
+                  for t, d in zip(tensors, self.detach)]
         arrays += [s.get() for s in self.states]
         entry = self.entry
         if entry is not None and all(t.is_contiguous() for t in tensors) and \
