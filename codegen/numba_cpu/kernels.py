@@ -21,6 +21,12 @@ from .threads import PARALLEL, sharing  # noqa: F401  (generated modules take th
 
 jit = njit(**JIT_OPTIONS)
 inline = njit(**INLINE_OPTIONS)
+sums = njit(**dict(JIT_OPTIONS, fastmath={"contract", "reassoc"}))
+"""For the row sums of softmax and layer_norm: reassociation lets LLVM split a floating-point
+sum into vector lanes of partial sums (as torch's own reductions do), where a sum in written
+order is one dependent add per element. No other fast-math flag, so nan and inf stay as in
+eager. Not inlined: Numba would inline at its own IR level, under the caller's flags.
+LayerNorm over 256x64 float32: 29 -> 15 µs; 128x256: 42 -> 18 µs (torch 26)."""
 
 # ---- reductions over the middle axis of (O, R, I) -------------------------------------
 
@@ -174,8 +180,8 @@ def softmax(x, log):
     """Softmax (or log-softmax) along r of a C-contiguous (O, R, I) (``arrays.canon``).
 
     A max or a sum along a row is one dependent step per element, which neither overlaps
-    nor vectorises: over the last axis (I == 1) they run in 8 chains (``row_max``,
-    ``row_sum``) and the exps in a loop of their own, which vectorises; over a middle
+    nor vectorises: over the last axis (I == 1) the max runs in 8 chains (``row_max``), the
+    sum in vector lanes (``row_sum``), and the exps in a loop of their own; over a middle
     axis they run across i, I wide. 64x1000 float32: 242 -> 100 µs; 1000x64 over the
     first axis: 911 -> 65 µs. Exps and sums stay in x's dtype, as torch's softmax."""
     O, R, I = x.shape
@@ -238,47 +244,24 @@ def row_max(row):
     return m
 
 
-@inline
+@sums
 def row_sum(row):
-    """The sum of a row in its dtype, in 8 chains (see ``softmax``)."""
-    R = row.shape[0]
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = row.dtype.type(0)
-    r = 0
-    while r + 8 <= R:
-        s0, s1, s2, s3 = s0 + row[r], s1 + row[r + 1], s2 + row[r + 2], s3 + row[r + 3]
-        s4, s5, s6, s7 = s4 + row[r + 4], s5 + row[r + 5], s6 + row[r + 6], s7 + row[r + 7]
-        r += 8
-    s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
-    for k in range(r, R):
-        s += row[k]
+    """The sum of a row in its dtype (see ``sums``)."""
+    s = row.dtype.type(0)
+    for r in range(row.shape[0]):
+        s += row[r]
     return s
 
 
-@inline
+@sums
 def row_moments(row):
-    """(sum, sum of squares) of a row in float64, in 4 independent chains each: a single
-    chain is one dependent add per element (4 cycles), four let them overlap."""
-    D = row.shape[0]
-    s0 = s1 = s2 = s3 = q0 = q1 = q2 = q3 = 0.0
-    k = 0
-    while k + 4 <= D:
-        a, b, c, d = (np.float64(row[k]), np.float64(row[k + 1]), np.float64(row[k + 2]),
-                      np.float64(row[k + 3]))
-        s0 += a
-        s1 += b
-        s2 += c
-        s3 += d
-        q0 += a * a
-        q1 += b * b
-        q2 += c * c
-        q3 += d * d
-        k += 4
-    while k < D:
+    """(sum, sum of squares) of a row in float64 (see ``sums``)."""
+    s = q = 0.0
+    for k in range(row.shape[0]):
         a = np.float64(row[k])
-        s0 += a
-        q0 += a * a
-        k += 1
-    return (s0 + s1) + (s2 + s3), (q0 + q1) + (q2 + q3)
+        s += a
+        q += a * a
+    return s, q
 
 
 @jit
