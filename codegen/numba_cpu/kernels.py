@@ -110,15 +110,22 @@ def reduce_all(x):
 
 @jit
 def reduce_var(x, correction):
-    """Two-pass variance in float64."""
+    """Two-pass variance in float64 of a C-contiguous x (over the last axis, under
+    ``sums``)."""
     O, R, I = x.shape
     mean = np.zeros((O, I))
+    acc = np.zeros((O, I))
+    if I == 1:
+        rows = x.reshape((O, R))
+        for o in range(O):
+            mean[o, 0] = row_total(rows[o], 0.0) / R
+            acc[o, 0] = row_squares(rows[o], mean[o, 0], 0.0)
+        return acc / max(R - correction, 0)
     for o in range(O):
         for r in range(R):
             for i in range(I):
                 mean[o, i] += x[o, r, i]
     mean /= R
-    acc = np.zeros((O, I))
     for o in range(O):
         for r in range(R):
             for i in range(I):
@@ -245,6 +252,16 @@ def row_total(row, start):
 
 
 @sums
+def row_squares(row, mean, start):
+    """start plus the sum of (row - mean)^2, in start's type (see ``sums``)."""
+    s = start
+    for r in range(row.shape[0]):
+        d = row[r] - mean
+        s += d * d
+    return s
+
+
+@sums
 def row_moments(row):
     """(sum, sum of squares) of a row in float64 (see ``sums``)."""
     s = q = 0.0
@@ -294,19 +311,16 @@ def batch_norm(x, weight, bias, mean, var, eps):
 
 @jit
 def channel_stats(x):
-    """Per-channel mean and biased variance of (N, C, S), float64."""
+    """Per-channel mean and biased variance of a C-contiguous (N, C, S), float64."""
     N, C, S = x.shape
     mean = np.zeros(C)
     var = np.zeros(C)
     for c in range(C):
         for n in range(N):
-            for s in range(S):
-                mean[c] += x[n, c, s]
+            mean[c] = row_total(x[n, c], mean[c])
         mean[c] /= N * S
         for n in range(N):
-            for s in range(S):
-                d = x[n, c, s] - mean[c]
-                var[c] += d * d
+            var[c] = row_squares(x[n, c], mean[c], var[c])
         var[c] /= N * S
     return mean, var
 
@@ -617,10 +631,7 @@ def nll_loss(logp, target, ignore_index):
 @jit
 def sum_all(x):
     """Sum of every element of a C array, in float64."""
-    acc = 0.0
-    for v in x.ravel():
-        acc += v
-    return acc
+    return row_total(x.ravel(), 0.0)
 
 
 # ---- recurrent layers (fused regions of kind "lstm"/"gru", float32) ---------------------
