@@ -76,6 +76,21 @@ def test_fast_path_left_when_a_parameter_changes(net, x, assert_matches):
 
 
 @torch.no_grad()
+def test_a_deleted_parameter_makes_the_model_traced_again(net, x, assert_matches):
+    cm = tracejit.compile(net)
+    warm(cm, x)
+    weight = net.fc1.weight.detach() * 2
+    del net.fc1.weight
+    net.fc1.weight = weight                                     # now a plain attribute
+    for _ in range(3):
+        check(cm, net, x, assert_matches)
+    del net.fc2.bias
+    net.fc2.register_buffer("bias", torch.ones(3))              # now a buffer
+    for _ in range(3):
+        check(cm, net, x, assert_matches)
+
+
+@torch.no_grad()
 def test_fast_path_taken_again_after_an_unrelated_module_is_made(net, x, assert_matches):
     cm = tracejit.compile(net)
     warm(cm, x)

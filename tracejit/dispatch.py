@@ -35,8 +35,8 @@ from ir.symbolic import generalize_traces
 from .capture import Capture, capture
 from .errors import TraceJitError
 from .externs import lend_torch_gemm
-from .runtime import (Specialization, StateView, TraceJitWarning, gc_paused, optimize,
-                      state_source)
+from .runtime import (Specialization, StateMoved, StateView, TraceJitWarning, gc_paused,
+                      optimize, state_source)
 from .sizes import env_at, masked, size_changes, size_groups, symbol_name
 from .state import describe_guard_failure, guards_hold
 
@@ -170,6 +170,11 @@ class Dispatcher:
                         fn = spec.fast_path(key, tensors, grad)
                         self.hot = None if fn is None else (len(tensors), fn)
                     return out
+                except StateMoved:
+                    self._bind_modules()
+                    self.roots.clear()
+                    self.dynamic_entries.clear()
+                    return self._call(args, kwargs)
                 except ir.GuardFailed as e:
                     if rng is not None:
                         _set_rng_state(rng)

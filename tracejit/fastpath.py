@@ -84,7 +84,7 @@ def build(spec, tensors, grad: bool) -> Callable | None:
     arrays = [f"n{i}" for i in range(len(names))]
     for i, view in enumerate(spec.states):
         glob[f"T{i}"], glob[f"K{i}"], glob[f"V{i}"] = view.table, view.key, view
-        lines += [f"    p{i} = T{i}[K{i}]",
+        lines += [f"    p{i} = T{i}.get(K{i})",
                   f"    if p{i} is not V{i}.tensor or p{i}.data_ptr() != V{i}.ptr:",
                   "        return MISS"]
         arrays.append(f"V{i}.array")

@@ -60,6 +60,11 @@ def state_source(module: nn.Module | None, name: str, tensor: torch.Tensor):
     return {name: tensor}, name
 
 
+class StateMoved(Exception):
+    """A parameter or buffer a graph reads is gone from where the graph finds it (deleted,
+    or replaced by a plain attribute): the specialisations of that module are stale."""
+
+
 class StateView:
     """The NumPy view of a parameter, remade only when the tensor or its storage changes.
 
@@ -73,7 +78,9 @@ class StateView:
         self.contiguous = False
 
     def get(self) -> np.ndarray:
-        t = self.table[self.key]
+        t = self.table.get(self.key)
+        if t is None:
+            raise StateMoved(self.key)
         if t is not self.tensor or t.data_ptr() != self.ptr:
             self.tensor, self.ptr = t, t.data_ptr()
             self.array = t.detach().numpy()
