@@ -30,7 +30,7 @@ JIT_OPTIONS = dict(cache=True, error_model="numpy", fastmath={"contract"})
 """Numba options of every kernel, generated or generic. error_model="numpy": IEEE division
 (no zero check, which stops vectorising); contract: a*b+c as one fused multiply-add (one
 rounding instead of two); no other fast-math flag, so inf, nan and -0.0 behave as in
-eager."""
+eager (the row sums of ``kernels.sums`` add reassociation, and only that)."""
 INLINE_OPTIONS = dict(JIT_OPTIONS, inline="always")
 """For helpers of the generic kernels: inlined into each caller at the Numba IR level, so
 the caller compiles as one module. A helper left as its own cached function is optimised,
