@@ -4,8 +4,8 @@ setting up the compiler.
 Before Numba's ``FunctionCache`` loads anything it refreshes the whole target context,
 as the compiler does. The first time in a process, that imports and installs every
 lowering and typing registry Numba has (``numba.np.arraymath`` and ``numba.np.linalg``
-with SciPy's linalg among them): 0.37 s of a 0.56-0.89 s warm start here, for the zoo
-models, and none of it used by a cache hit. A hit rebuilds machine code that links against
+with SciPy's linalg among them): 0.37 s here, most of a zoo model's warm start then, and
+none of it used by a cache hit. A hit rebuilds machine code that links against
 Numba's runtime (NRT) only, so ``FastLoadCache`` initialises just that. A miss compiles
 through Numba's compiler, which refreshes the contexts itself.
 """
