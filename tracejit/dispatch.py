@@ -119,6 +119,12 @@ class Dispatcher:
         self.children = [(m._modules, name, child) for m in self.modules
                          for name, child in m._modules.items()]
 
+    def _forget(self) -> None:
+        """Drop every specialisation: the module tree or its state moved under them."""
+        self._bind_modules()
+        self.roots.clear()
+        self.dynamic_entries.clear()
+
     def _tree_changed(self) -> bool:
         return any(table.get(name) is not child for table, name, child in self.children)
 
@@ -134,9 +140,7 @@ class Dispatcher:
         """The generic path: the guard key picks a specialisation (or makes one); a
         successful fast call (positional tensors) leaves its fast path in ``self.hot``."""
         if self.children and self._tree_changed():
-            self._bind_modules()        # a submodule was replaced: the graphs read the old one
-            self.roots.clear()
-            self.dynamic_entries.clear()
+            self._forget()              # a submodule was replaced: the graphs read the old one
         fast = not kwargs and all(type(a) is torch.Tensor for a in args)
         leaves = args if fast else tree_flatten((args, kwargs))[0]
         grad = torch.is_grad_enabled()
@@ -171,9 +175,7 @@ class Dispatcher:
                         self.hot = None if fn is None else (len(tensors), fn)
                     return out
                 except StateMoved:
-                    self._bind_modules()
-                    self.roots.clear()
-                    self.dynamic_entries.clear()
+                    self._forget()
                     return self._call(args, kwargs)
                 except ir.GuardFailed as e:
                     if rng is not None:
