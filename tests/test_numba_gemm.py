@@ -57,3 +57,35 @@ def test_compiling_lends_torch_gemm_and_sharing_keeps_scipy(restore_gemm):
     with threads.sharing():
         assert blas.gemm_in_use() == blas.SCIPY_GEMM
     assert blas.gemm_in_use() == lent
+
+
+@pytest.mark.parametrize("rows, k, n, scipy_kernel, torch_kernel", [
+    (64, 784, 256, "K.linear_transposed(", "K.linear_rows("),     # the MLP at batch 64
+    (16, 256, 1024, "K.linear_transposed(", "K.linear_transposed("),
+    (4, 784, 256, "K.linear_transposed(", "K.linear_rows("),
+    (16, 37, 200, "K.linear_transposed(", "K.linear_transposed("),  # small: always SciPy's
+])
+def test_linear_orientation_follows_the_gemm_that_runs_the_product(
+        restore_gemm, rows, k, n, scipy_kernel, torch_kernel):
+    """The generated code picks each product's orientation for the BLAS in use, and the
+    module's cache key covers that pick, so processes with different BLAS never share a
+    file with different text."""
+    import ir
+    from codegen.numba_cpu import cache
+    from codegen.numba_cpu.emit import generate
+    graph = ir.parse(f'''graph L(%x: f32[{rows},{k}], %w: f32[{n},{k}] param, %b: f32[{n}] param) {{
+  %0: f32[{rows},{n}] = linear(%x, %w, %b)
+  return %0
+}}''')
+    keys = set()
+    for gemm, kernel in ((blas.SCIPY_GEMM, scipy_kernel), (_torch_gemm(), torch_kernel)):
+        blas.use_gemm(*gemm)
+        source, _ = generate(graph)
+        assert kernel in source
+        keys.add(cache.module_key(ir.print_graph(graph), source))
+    assert len(keys) == (1 if scipy_kernel == torch_kernel else 2)
+    x = np.random.default_rng(k).standard_normal((rows, k)).astype(np.float32)
+    w = np.random.default_rng(n).standard_normal((n, k)).astype(np.float32)
+    b = np.random.default_rng(rows).standard_normal(n).astype(np.float32)
+    want = x.astype(np.float64) @ w.T.astype(np.float64) + b
+    np.testing.assert_allclose(kernels.linear(x, w, b), want, atol=1e-4 * k, rtol=0)

@@ -236,9 +236,10 @@ class Dispatcher:
     def _compile(self, cap: Capture, raw: ir.Graph, tensors) -> Specialization:
         start = time.perf_counter()
         graph, stats = optimize(raw, self.passes)
-        exe = codegen.compile_graph(graph, self.backend, self.options.get("backend_options"))
         if self.backend == "numba-cpu":
-            lend_torch_gemm()           # products run on eager's own BLAS
+            lend_torch_gemm()           # products run on eager's own BLAS (before codegen,
+                                        # which picks their orientation for it)
+        exe = codegen.compile_graph(graph, self.backend, self.options.get("backend_options"))
         sources = {i.name: StateView(state_source(self.module, i.name, cap.state[i.name]))
                    for i in graph.inputs if i.role != "input"}
         n_inputs = sum(1 for i in graph.inputs if i.role == "input")

@@ -71,7 +71,7 @@ _prefer_512_bit_vectors()
 
 def compile(graph: Graph, options: dict | None = None) -> NumbaExecutable:
     source, plan = generate(graph)
-    key = cache.module_key(print_graph(graph))
+    key = cache.module_key(print_graph(graph), source)
     module = cache.load(key, source)
     exe = NumbaExecutable(graph, module, plan, source, getattr(module, "__file__", None))
     return exe

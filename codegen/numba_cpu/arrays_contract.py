@@ -63,7 +63,7 @@ def _linear(body, node, ins):
         raise LoweringError(f"numba-cpu: linear on {t.dtype} (BLAS is float only)")
     s = x.type.shape
     bias = flat_or_empty(body, ins[2] if len(ins) > 2 else None, t.dtype)
-    fn = _linear_kernel(s[:-1], w.type.shape[0])
+    fn = _linear_kernel(s[:-1], s[-1], w.type.shape[0])
     if len(s) == 2:
         return [out_operand(body, node, f"{fn}({body.contig(x)}, {body.contig(w)}, {bias})")]
     x2 = f"{body.contig(x)}.reshape(({body.prod(s[:-1])}, {body.dim(s[-1])}))"
@@ -71,12 +71,15 @@ def _linear(body, node, ins):
     return [out_operand(body, node, f"{res}.reshape({body.shape(t.shape)})")]
 
 
-def _linear_kernel(rows, n) -> str:
+def _linear_kernel(rows, k, n) -> str:
     """The linear kernel for these sizes: its orientation picked here where they are
-    known (no Python choice per call), by ``K.linear`` at run time where one is symbolic."""
-    if not all(isinstance(d, int) for d in (*rows, n)):
+    known (no Python choice per call), by ``K.linear`` at run time where one is symbolic.
+    The pick depends on the BLAS this process runs products on, so the module's cache key
+    covers the generated source (``compile``)."""
+    if not all(isinstance(d, int) for d in (*rows, k, n)):
         return "K.linear"
-    return "K.linear_transposed" if transposed_pays(math.prod(rows), n) else "K.linear_rows"
+    m = math.prod(rows)
+    return "K.linear_transposed" if transposed_pays(m, k, n) else "K.linear_rows"
 
 
 @lowers("addmm")

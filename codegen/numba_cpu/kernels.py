@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from . import vecmath as V
-from .blas import matmul, matmul_into
+from .blas import SCIPY_GEMM, SMALL_GEMM, gemm_in_use, matmul, matmul_into
 from .emit import INLINE_OPTIONS, JIT_OPTIONS
 from .loading import njit
 from .threads import PARALLEL, sharing  # noqa: F401  (generated modules take them here)
@@ -360,12 +360,19 @@ def bmm_loop(a, b):
     return out
 
 
-def transposed_pays(M, N) -> bool:
-    """Whether an (M, N) product is formed faster as its transpose, counting the pass
-    that transposes it back: OpenBLAS's sgemm is up to 2x faster that way for a few rows
-    and at least 4 times as many columns (64x784 by 784x256: 1.3 against 2.2 ms on one
-    EPYC core; 16x64 by 64x256: 19 against 49 µs), up to 2x slower for about as many
-    (256x64 by 64x192), and from 128 rows the transposing pass costs what it saves."""
+def transposed_pays(M, K, N) -> bool:
+    """Whether an (M, K) by (K, N) product is formed faster as its transpose, counting the
+    pass that transposes it back; it depends on the BLAS that runs the product (blas.py):
+    - SciPy's OpenBLAS (small products, or where torch lends no BLAS): up to 2x faster
+      for a few rows and at least 4 times as many columns (64x784 by 784x256: 1.3 against
+      2.2 ms on one EPYC core; 16x64 by 64x256: 19 against 49 µs), up to 2x slower for
+      about as many (256x64 by 64x192), and from 128 rows the transposing pass costs what
+      it saves.
+    - torch's MKL (large products when lent; Xeon, 2 threads): only for 16-32 rows by
+      K >= 256 and N >= 512 (16x256 by 256x1024: 1.5x faster), else it was slower, by up
+      to 4.5x for a few rows (2x784 by 784x256) and 1.2x at 64 rows (64x784 by 784x256)."""
+    if M * K * N > SMALL_GEMM and gemm_in_use() != SCIPY_GEMM:
+        return 16 <= M <= 32 and K >= 256 and N >= 512
     return 1 < M <= 64 and N >= 64 and N >= 4 * M
 
 
@@ -374,7 +381,7 @@ def linear(x, w, b):
     its own kernel, so a process compiles only those its shapes use (each about 0.5 s on
     first use): generated code names one itself where the sizes are static
     (arrays_contract), and calls this choice in Python where one is symbolic."""
-    if transposed_pays(x.shape[0], w.shape[0]):
+    if transposed_pays(x.shape[0], x.shape[1], w.shape[0]):
         return linear_transposed(x, w, b)
     return linear_rows(x, w, b)
 
