@@ -53,6 +53,11 @@ class Region:
     results: tuple[Value, ...]
 
 
+_NORMAL = {"inputs": tuple, "outputs": tuple,
+           "attrs": lambda attrs: {k: freeze_attr(v) for k, v in attrs.items()}}
+"""A node's fields stored in a normal form: value tuples, frozen attributes."""
+
+
 @dataclass(frozen=True, eq=False)
 class Node:
     op: str
@@ -64,12 +69,22 @@ class Node:
     region: Region | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "inputs", tuple(self.inputs))
-        object.__setattr__(self, "outputs", tuple(self.outputs))
-        object.__setattr__(self, "attrs", {k: freeze_attr(v) for k, v in self.attrs.items()})
+        for name, normal in _NORMAL.items():
+            object.__setattr__(self, name, normal(getattr(self, name)))
 
     def replace(self, **changes) -> "Node":
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes`` (as ``dataclasses.replace``). Only changed inputs,
+        outputs or attributes are normalised again: passes copy nodes by the thousand (an
+        unrolled LSTM's 800), and a dataclass copy re-froze every attribute each time."""
+        unknown = changes.keys() - _NODE_FIELDS
+        if unknown:
+            raise TypeError(f"Node has no field(s) {sorted(unknown)}")
+        new = object.__new__(Node)
+        state = vars(new)
+        state.update(vars(self), **changes)
+        for name in changes.keys() & _NORMAL.keys():
+            state[name] = _NORMAL[name](changes[name])
+        return new
 
     @property
     def output(self) -> Value:
@@ -85,6 +100,9 @@ class Node:
 
     def __repr__(self) -> str:
         return f"Node({self.op}, {len(self.inputs)} in, {len(self.outputs)} out)"
+
+
+_NODE_FIELDS = frozenset(f.name for f in dataclasses.fields(Node))
 
 
 @dataclass(frozen=True)
