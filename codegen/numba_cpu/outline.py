@@ -13,7 +13,6 @@ loop bodies, not with the size of the graph (shared/notes/numba-compile-time.md)
 from __future__ import annotations
 
 import ast
-import copy
 import re
 
 from ir.errors import LoweringError
@@ -128,13 +127,15 @@ def outline(function_source: str, kernels: LoopKernels, sharing: bool = False) -
                 raise LoweringError(f"a generated loop assigns {clash}, which the code around "
                                     f"it uses; loops may only write into arrays "
                                     f"(codegen/numba_cpu/outline.py)")
+            if sharing:
+                _serial(names[k])
             canon = _Canon({n.id for n in names[k] if n.id in known})
-            new = canon.visit(_serial(stmt) if sharing else stmt)
+            new = canon.visit(stmt)
             params = canon.params + [f"n{i}" for i in range(len(canon.counts))]
             name = kernels.name_for(params, [new])
             args = [a.id for a in canon.args] + [str(c) for c in canon.counts]
             call = f"{name}({', '.join(args)})"
-            if any(isinstance(n, ast.Name) and n.id == "prange" for n in ast.walk(new)):
+            if any(n.id == "prange" for n in names[k]):
                 body += ["with K.PARALLEL:", "    " + call]   # see kernels.PARALLEL
             else:
                 body.append(call)
@@ -153,13 +154,13 @@ def outline(function_source: str, kernels: LoopKernels, sharing: bool = False) -
     return "\n".join(head + [indent + line for line in body])
 
 
-def _serial(loop: ast.For) -> ast.For:
-    """A copy of the loop nest with ``prange`` loops made ``range`` loops."""
-    loop = copy.deepcopy(loop)
-    for n in ast.walk(loop):
-        if isinstance(n, ast.Name) and n.id == "prange":
+def _serial(names: list[ast.Name]) -> None:
+    """Make a loop nest's ``prange`` loops ``range`` loops, given the nest's names; in
+    place, as ``_Canon`` changes the nest (a deep copy of the tree took most of ResNet's
+    code generation)."""
+    for n in names:
+        if n.id == "prange":
             n.id = "range"
-    return loop
 
 
 def _is_int_expr(node: ast.expr) -> bool:
