@@ -24,8 +24,8 @@ METHOD = {
                             "cache holds what one `tracejit warmup` run compiled (the kernel "
                             "library, once per installation; make install runs it), copied "
                             "afresh for each model",
-    "compile_warm": "fresh process, the caches the cold run filled (systems with a disk "
-                    "cache only)",
+    "compile_warm": "fresh processes on the caches the cold run filled (systems with a disk "
+                    "cache only): the median of --warm-repeats of them (3; 1 in --quick)",
     "steady_state": "the latency columns (compiled code, caches hot, per call)",
     "memory": "peak RSS delta (VmHWM after build + 6 calls minus VmRSS once model, input "
               "and one eager call exist; peak reset via /proc/self/clear_refs) in the "
@@ -67,7 +67,8 @@ def assemble(args, latency, compile_rows, wall_s) -> dict:
     return {"date": datetime.datetime.now().isoformat(timespec="seconds"),
             "machine": machine(), "method": METHOD, "wall_s": wall_s,
             "options": {"quick": args.quick, "models": args.models, "systems": args.systems,
-                        "batch": args.batch, "repeats": args.repeats},
+                        "batch": args.batch, "repeats": args.repeats,
+                        "warm_repeats": args.warm_repeats},
             "onnx_exporter": systems.ONNX_EXPORTER["note"] or None,
             "warmup_s": getattr(args, "warmup_s", None),
             "geomean_speedup": geo, "latency": latency, "compile": compile_rows}
@@ -109,11 +110,21 @@ def compile_cell(row) -> str:
         parts.append(f"{cold['compile_s']:.2f} s")
         if after.get("compile_s") is not None:
             parts.append(f"after warmup {after['compile_s']:.2f} s")
-        parts.append(f"warm {warm['compile_s']:.2f} s" if warm and "compile_s" in warm
-                     else "warm error" if warm else "")
+        parts.append(_warm_text(warm))
     if cold.get("peak_delta_mib") is not None:
         parts.append(f"+{cold['peak_delta_mib']:.0f} MiB")
     return " / ".join(p for p in parts if p)
+
+
+def _warm_text(warm) -> str:
+    """"warm 0.45 s", with the range over the processes when there were several."""
+    if not warm:
+        return ""
+    if "compile_s" not in warm:
+        return "warm error"
+    runs = warm.get("runs_s") or []
+    spread = f" ({min(runs):.2f}–{max(runs):.2f})" if len(runs) > 1 else ""
+    return f"warm {warm['compile_s']:.2f} s{spread}"
 
 
 def _grid(data):

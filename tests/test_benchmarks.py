@@ -51,3 +51,22 @@ def test_failing_system_is_reported_not_dropped(tmp_path, monkeypatch):
     row = next(r for r in data["latency"] if r["system"] == "torchscript")
     assert "no such compiler" in row["error"]
     assert "no such compiler" in (tmp_path / "latest.md").read_text()
+
+
+def test_warm_start_is_the_median_of_fresh_processes(monkeypatch):
+    sys.path.insert(0, str(RUN.parent.parent))
+    from types import SimpleNamespace
+
+    from benchmarks import measure, report, run
+    times = iter([0.61, 0.42, 0.47])
+    monkeypatch.setattr(measure, "run_probe", lambda *a: {"compile_s": next(times)})
+    args = SimpleNamespace(warm_repeats=3, probe_timeout=1.0)
+    warm = run._warm(args, "MLP", "tracejit-numba", 1, Path("unused"))
+    assert warm == {"compile_s": 0.47, "runs_s": [0.61, 0.42, 0.47]}
+    assert report._warm_text(warm) == "warm 0.47 s (0.42–0.61)"
+    probes = iter([{"compile_s": 0.5}, {"error": "probe exited 1: boom"}])
+    monkeypatch.setattr(measure, "run_probe", lambda *a: next(probes))
+    failed = run._warm(SimpleNamespace(warm_repeats=2, probe_timeout=1.0), "MLP",
+                       "tracejit-numba", 1, Path("unused"))
+    assert failed == {"error": "probe exited 1: boom"}
+    assert report._warm_text(failed) == "warm error"

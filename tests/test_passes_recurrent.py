@@ -108,3 +108,19 @@ def test_float64_layers_stay_unrolled():
     x = torch.randn(3, 2, 5, dtype=torch.float64)
     graph = _traced(model, x).graph.copy()
     assert wrap_recurrent(graph) == 0
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_layers_are_wrapped_in_the_first_simplifying_round(kind):
+    """The default pipeline wraps layers as soon as one simplifying round has shaped them,
+    so the unrolled steps are not simplified a second time: every pass after the first
+    round sees only the few nodes around the fused layers."""
+    model = Seq(kind, 8, 2, True, False).eval()
+    trace = _traced(model, torch.randn(12, 2, 5))
+    graph, stats = optimize(trace.graph)
+    assert _kinds(graph) == [kind] * 2
+    names = [p.name for p in stats.passes]
+    first_round = names.index("recurrent") + 1
+    assert names[:first_round] == ["simplify", "fold", "rewrite", "cse", "dce", "recurrent"]
+    assert stats.passes[first_round - 1].nodes_before > 100
+    assert all(p.nodes_before < 20 for p in stats.passes[first_round:])
