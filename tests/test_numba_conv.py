@@ -78,7 +78,7 @@ def _check_against_torch(case, dtype):
     b = torch.randn(o, generator=gen, dtype=dtype) if has_bias else None
     want = F.conv2d(x, w, b, stride, pad, dil, groups).numpy()
     bias = b.numpy() if has_bias else np.zeros(0, x.numpy().dtype)
-    got = K.conv2d(x.numpy(), w.numpy(), bias, *stride, *pad, *dil, groups, *want.shape[2:])
+    got = K.conv2d(x.numpy(), w.numpy(), bias, *stride, *pad, *dil, *want.shape[2:])
     assert got.dtype == want.dtype and got.shape == want.shape
     assert np.abs(want).max() > 0.1
     np.testing.assert_allclose(got, want, **TOL[dtype])
@@ -106,7 +106,7 @@ def test_large_batches_are_split_over_threads(monkeypatch):
         x = np.random.default_rng(0).standard_normal(xs).astype(np.float32)
         w = np.ones((o, xs[1] // groups, kh, kw), np.float32)
         calls = len(shares)
-        K.conv2d(x, w, np.zeros(0, np.float32), *stride, *pad, *dil, groups, *_out_size(case))
+        K.conv2d(x, w, np.zeros(0, np.float32), *stride, *pad, *dil, *_out_size(case))
         if len(shares) > calls:
             split.append(xs)
     assert split == [c[0] for c in SPLIT]

@@ -121,7 +121,7 @@ def _conv(body, node, ins):
             units(*work, dil[1], t.dtype.np.itemsize, get_num_threads())[0] > 1:
         body.threaded = True          # conv2d deals images or row blocks to threads
     res = (f"K.conv2d({x4}, {w4}, {bias}, {stride[0]}, {stride[1]}, {pad[0]}, {pad[1]}, "
-           f"{dil[0]}, {dil[1]}, {a.get('groups', 1)}, {body.dim(oh)}, {body.dim(ow)})")
+           f"{dil[0]}, {dil[1]}, {body.dim(oh)}, {body.dim(ow)})")
     return [out_operand(body, node, f"{res}.reshape({body.shape(t.shape)})")]
 
 

@@ -96,11 +96,14 @@ share 90 µs late, against 25 µs with 1 ms."""
 
 
 @njit(nogil=True, **JIT_OPTIONS)
-def _await_job(state, counter, gate, reads):
-    """Spin until a job is posted (``state[0] != state[1]``) and the caller's own share has
-    claimed work (``counter[0] != 0``, stored from code that released the GIL), or until
-    no job is posted and the gate has stayed closed for LINGER_READS reads, or the reads
-    run out."""
+def _await_job(state, counter, gate, reads, finished):
+    """Mark the job done when ``finished`` (count it in ``state[1]``), then spin until a
+    job is posted (``state[0] != state[1]``) and the caller's own share has claimed work
+    (``counter[0] != 0``, stored from code that released the GIL), or until no job is
+    posted and the gate has stayed closed for LINGER_READS reads, or the reads run out.
+    One kernel for both, as each cached kernel costs a process 5-10 ms to load."""
+    if finished:
+        fetch_add(state, 1, 1)
     done = load_acquire(state, 1)
     closed = 0
     for _ in range(reads):
@@ -114,13 +117,6 @@ def _await_job(state, counter, gate, reads):
                 return
         else:
             closed = 0
-
-
-@njit(nogil=True, **JIT_OPTIONS)
-def _finish(state, counter, gate, reads):
-    """Mark the job done, then await the next (``_await_job``), both without the GIL."""
-    fetch_add(state, 1, 1)
-    _await_job(state, counter, gate, reads)
 
 
 class _Worker:
@@ -148,14 +144,14 @@ class _Worker:
             with self.cond:
                 while self.state[0] == self.state[1] and not _gate[0]:
                     self.cond.wait()
-            _await_job(self.state, self.counter, _gate, WATCH_READS)
+            _await_job(self.state, self.counter, _gate, WATCH_READS, False)
             while self.state[0] != self.state[1]:
                 share, t = self.job
                 try:
                     share(t, self.counter)
                 except BaseException as e:      # raised again in the caller
                     self.error = e
-                _finish(self.state, self.counter, _gate, WATCH_READS)
+                _await_job(self.state, self.counter, _gate, WATCH_READS, True)
 
     def wake(self) -> None:
         with self.cond:
