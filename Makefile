@@ -1,7 +1,7 @@
 # Two entry points for a fresh machine with Python 3.11: `make demo` and `make test`.
 # Each creates .venv itself and installs the project through constraints.txt, which pins
 # torch==2.13.0 (an unpinned torch would pull a multi-GB CUDA build), then compiles the
-# numba-cpu kernel library into Numba's cache (tracejit warmup, 20-30 s on 2 cores), so
+# numba-cpu kernel library into Numba's cache (tracejit warmup, 25-35 s on 2 cores), so
 # that a model's first compile builds only its own loops.
 
 PYTHON ?= python3

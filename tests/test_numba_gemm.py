@@ -73,7 +73,8 @@ def test_linear_orientation_follows_the_gemm_that_runs_the_product(
     import ir
     from codegen.numba_cpu import cache
     from codegen.numba_cpu.emit import generate
-    graph = ir.parse(f'''graph L(%x: f32[{rows},{k}], %w: f32[{n},{k}] param, %b: f32[{n}] param) {{
+    head = f"%x: f32[{rows},{k}], %w: f32[{n},{k}] param, %b: f32[{n}] param"
+    graph = ir.parse(f'''graph L({head}) {{
   %0: f32[{rows},{n}] = linear(%x, %w, %b)
   return %0
 }}''')
