@@ -173,6 +173,29 @@ def test_epilogue_and_broadcasting_region():
     check(g, [rand(rng, 3, 8), rand(rng, 5, 8), rand(rng, 5), rand(rng, 1, 5)])
 
 
+@pytest.mark.parametrize("rows", [3, 130])
+def test_large_epilogue_adds_the_bias_in_its_loop(rows):
+    """From BIAS_IN_LOOP_MIN output elements the linear's kernel gets no bias and the
+    epilogue's loop adds it (one pass over the product fewer); smaller ones keep it in the
+    kernel. Both give the interpreter's result."""
+    from codegen.numba_cpu.lower import BIAS_IN_LOOP_MIN
+    rng = np.random.default_rng(rows)
+    n = 1024
+    assert (rows * n >= BIAS_IN_LOOP_MIN) == (rows == 130)
+    g = Graph("epi_bias")
+    x, w = g.add_input("x", t(rows, 24)), g.add_input("w", t(n, 24), "param")
+    b = g.add_input("b", t(n), "param")
+    px, pw, pb = (Value(v.type) for v in (x, w, b))
+    lin, h = node("linear", (px, pw, pb), t(rows, n))
+    gel, y = node("gelu", (h,), t(rows, n), approximate="none")
+    out = Value(t(rows, n))
+    g.nodes.append(Node("fused", (x, w, b), (out,), {"kind": "epilogue"},
+                        region=Region((px, pw, pb), (lin, gel), (y,))))
+    g.outputs = [out]
+    exe, _ = check(g, [rand(rng, rows, 24), rand(rng, n, 24), rand(rng, n)])
+    assert ("np.empty(0, np.float32)" in exe.source) == (rows == 130)
+
+
 def test_extern_splits_into_segments():
     rng = np.random.default_rng(3)
     g = Graph("ext")
