@@ -83,7 +83,7 @@ def test_linear_orientation_follows_the_gemm_that_runs_the_product(
         blas.use_gemm(*gemm)
         source, _ = generate(graph)
         assert kernel in source
-        keys.add(cache.module_key(ir.print_graph(graph), source))
+        keys.add(cache.module_key(source))
     assert len(keys) == (1 if scipy_kernel == torch_kernel else 2)
     x = np.random.default_rng(k).standard_normal((rows, k)).astype(np.float32)
     w = np.random.default_rng(n).standard_normal((n, k)).astype(np.float32)

@@ -74,8 +74,8 @@ def _linear(body, node, ins):
 def _linear_kernel(rows, k, n) -> str:
     """The linear kernel for these sizes: its orientation picked here where they are
     known (no Python choice per call), by ``K.linear`` at run time where one is symbolic.
-    The pick depends on the BLAS this process runs products on, so the module's cache key
-    covers the generated source (``compile``)."""
+    The pick depends on the BLAS this process runs products on; the module's cache key is
+    a hash of the generated text, so processes on different BLAS keep separate files."""
     if not all(isinstance(d, int) for d in (*rows, k, n)):
         return "K.linear"
     m = math.prod(rows)

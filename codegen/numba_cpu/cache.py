@@ -1,8 +1,8 @@
 """The on-disk home of generated modules (``TRACEJIT_CACHE_DIR``, default ~/.cache/tracejit).
 
-A module's file name is a hash of the graph text, the op table, the tracejit and numba
-versions, this backend's own source and the generated source itself (which also depends
-on the BLAS the process runs products on), so a file never changes once written and
+A module's file name is a hash of its own text (made from the graph, and from the BLAS
+the process runs products on), the op table, the tracejit and numba versions and this
+backend's own source, so a file never changes once written and
 Numba's ``cache=True`` (keyed on the file's path, mtime and size) serves later processes.
 Files are created atomically (temp file, then link/rename); a file whose text differs
 from what would be generated (corrupt, truncated) is rebuilt with a warning; a folder
@@ -56,8 +56,8 @@ def _fingerprint() -> str:
 _FINGERPRINT = _fingerprint()
 
 
-def module_key(graph_text: str, source: str = "") -> str:
-    return hashlib.sha256((_FINGERPRINT + graph_text + source).encode()).hexdigest()[:24]
+def module_key(text: str) -> str:
+    return hashlib.sha256((_FINGERPRINT + text).encode()).hexdigest()[:24]
 
 
 def load(key: str, source: str) -> ModuleType:

@@ -405,7 +405,7 @@ def _lower_fused(body: Body, node: Node, ins):
 BIAS_IN_LOOP_MIN = 1 << 17
 """Output elements from which an epilogue's ``linear`` leaves its bias to the loop (see
 ``_bias_in_loop``). In-process A/B: the PreNorm block 1.03-1.04x faster at batch 1
-(128x1024 products) and 1.04-1.07x at batch 8 (1024x1024); products in the cache lost by
+(128x1024 products) and 1.04-1.10x at batch 8 (1024x1024); products in the cache lost by
 it (MLP at batch 64, 64x256: 0.96-0.99x; SimpleNN at batch 256, 256x10: 0.87-0.95x)."""
 
 
