@@ -23,20 +23,25 @@ SCRIPT = textwrap.dedent("""
     import ir
     from ir import DType, Graph, Node, TensorType, Value
     from codegen import compile_graph
+    import codegen.numba_cpu              # imports Numba, as the first compile would
     t = TensorType(DType.f32, (3, 4))
     g = Graph("cached")
     x = g.add_input("x", t)
-    y, z = Value(t), Value(t)
-    g.nodes += [Node("tanh", (x,), (y,)), Node("mul", (y, x), (z,))]
-    g.outputs = [z]
+    w = g.add_input("w", TensorType(DType.f32, (4, 5)))
+    y, z, p = Value(t), Value(t), Value(TensorType(DType.f32, (3, 5)))
+    g.nodes += [Node("tanh", (x,), (y,)), Node("mul", (y, x), (z,)),
+                Node("matmul", (z, w), (p,))]            # allocates inside Numba code
+    g.outputs = [p]
     from numba.core.base import BaseContext
     refresh, refreshes = BaseContext.refresh, []
     BaseContext.refresh = lambda ctx: refreshes.append(1) or refresh(ctx)
     exe = compile_graph(g, "numba-cpu")
     a = np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4)
-    (out,), _ = exe([a])
-    assert np.allclose(out, np.tanh(a) * a, atol=1e-6)
+    b = np.linspace(-1, 3, 20, dtype=np.float32).reshape(4, 5)
+    (out,), _ = exe([a, b])
+    assert np.allclose(out, (np.tanh(a) * a) @ b, atol=1e-5)
     print(len(refreshes), "context refreshes")
+    print(sorted({"numba.np.arrayobj", "yaml"} & set(sys.modules)), "imported")
     print(exe.path)
 """)
 
@@ -66,9 +71,65 @@ def test_two_processes_at_once_then_reuse_without_torch(tmp_path):
     third = run_script(tmp_path)                          # a third process reuses the file
     assert finish(third) == str(path)
     assert path.stat().st_mtime_ns == stamp               # ... without rewriting it
-    # ... and loads Numba's cached code without setting up Numba's compiler (loading.py)
-    assert third.lines[-2] == "0 context refreshes"
+    # ... and loads Numba's cached code without setting up Numba's compiler, importing
+    # the modules of the Numba implementations it inlined, or PyYAML (loading.py)
+    assert third.lines[-3:-1] == ["0 context refreshes", "[] imported"]
     assert list((tmp_path / "__pycache__").glob("tracejit_*.nbi"))   # Numba's own cache
+
+
+NRT_SCRIPT = textwrap.dedent("""
+    import numba
+    import numpy as np
+    from numba.core.registry import cpu_target
+    from numba.core.runtime import nrtdynmod, rtsys
+    from codegen.numba_cpu import loading
+    builds, create = [], nrtdynmod.create_nrt_module
+    nrtdynmod.create_nrt_module = lambda ctx: builds.append(1) or create(ctx)
+    loading.initialize_runtime(cpu_target.target_context)
+
+    @numba.njit
+    def f(n):                     # allocates, and counts references, through NRT
+        a = np.arange(n)
+        return [a, a][1].sum()
+
+    assert f(5) == 10
+    stats = rtsys.get_allocation_stats()
+    assert stats.alloc == stats.free and stats.mi_alloc == stats.mi_free, stats
+    print(len(builds), "builds")
+""")
+
+
+def nrt_builds(cache_dir) -> str:
+    env = dict(os.environ, TRACEJIT_CACHE_DIR=str(cache_dir), PYTHONPATH=str(ROOT),
+               NUMBA_NRT_STATS="1")
+    proc = subprocess.run([sys.executable, "-c", NRT_SCRIPT], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()[0]
+
+
+def test_nrt_functions_are_compiled_once_and_a_corrupt_copy_is_rebuilt(tmp_path):
+    assert nrt_builds(tmp_path) == "1"
+    (path,) = tmp_path.glob("nrt_*.bin")
+    assert nrt_builds(tmp_path) == "0"                    # loaded from the cache folder
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF                          # one flipped byte
+    path.write_bytes(bytes(blob))
+    assert nrt_builds(tmp_path) == "1"                    # detected, compiled, rewritten
+    assert nrt_builds(tmp_path) == "0"
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert nrt_builds(blocker / "cache") == "1"           # an unusable folder: compiled
+
+
+def test_kernel_cache_is_made_on_first_use_and_absent_without_a_source_file():
+    from codegen.numba_cpu import loading
+    namespace = {}
+    exec("def add_one(x):\n    return x + 1\n", namespace)   # no file: Numba cannot cache
+    kernel = loading.njit(cache=True)(namespace["add_one"])
+    assert isinstance(kernel._cache, loading._FirstUseCache)
+    assert kernel(np.int64(1)) == 2                       # compiled in memory
+    assert type(kernel._cache).__name__ == "NullCache"
 
 
 def test_corrupt_file_is_rebuilt_with_a_warning(tmp_path, monkeypatch):

@@ -81,28 +81,36 @@ def _ensure_file(folder: Path, name: str, source: str) -> Path | None:
                 return path
             warnings.warn(f"tracejit cache file {path} is corrupt or truncated; rebuilding it",
                           CacheWarning, stacklevel=4)
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=name + ".", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(source)
-                f.flush()
-                os.fsync(f.fileno())
-            if path.exists():
-                os.replace(tmp, path)        # replacing a bad file
-            else:
-                try:
-                    os.link(tmp, path)       # create only if absent: never touch a good file
-                except FileExistsError:
-                    pass                     # another process won the race
-                os.unlink(tmp)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_file(path, source.encode("utf-8"))
         return path if path.read_text(encoding="utf-8") == source else None
     except OSError:
         return None
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a reader sees the whole file or none.
+
+    A file already there is replaced (it was found bad); where there was none, the file
+    is only created if still absent, so a file another process just wrote is left alone."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if path.exists():
+            os.replace(tmp, path)        # replacing a bad file
+        else:
+            try:
+                os.link(tmp, path)       # create only if absent: never touch a good file
+            except FileExistsError:
+                pass                     # another process won the race
+            os.unlink(tmp)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _import(path: Path, key: str) -> ModuleType | None:

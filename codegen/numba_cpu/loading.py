@@ -8,22 +8,136 @@ with SciPy's linalg among them): 0.37 s here, most of a zoo model's warm start t
 none of it used by a cache hit. A hit rebuilds machine code that links against
 Numba's runtime (NRT) only, so ``FastLoadCache`` initialises just that. A miss compiles
 through Numba's compiler, which refreshes the contexts itself.
+
+A cached function also carries an ``Environment`` for every Numba implementation it
+inlined (``np.empty``'s lives in ``numba.np.arrayobj``), and unpickling one imports its
+module for the globals: ``numba.np.arrayobj`` pulls in ``numba.cpython.unicode`` and
+eight more, 40 ms of the first load. Compiled nopython code reads only an
+environment's constants (globals serve object mode), so such a module that is not
+loaded yet is left unloaded.
+
+NRT itself has a few functions (reference counts, atomics) that Numba compiles from
+LLVM IR in every process: 40 ms. Their machine code is kept in the cache folder like a
+cached function's, under a name that holds Numba's and llvmlite's versions and the
+target (triple, CPU, features), with a SHA-256 of its contents checked before use.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import pickle
+import sys
+
+import llvmlite
+import numba
 from numba import njit as _numba_njit
-from numba.core.caching import FunctionCache
-from numba.core.runtime import rtsys
+from numba.core import environment
+from numba.core.caching import FunctionCache, IndexDataCacheFile, NullCache
+from numba.core.compiler_lock import global_compiler_lock
+from numba.core.runtime import nrtdynmod, rtsys
+
+from .cache import cache_dir, write_file
+
+
+def _rebuild_env(modname, consts, env_name):
+    """``numba.core.environment._rebuild_env`` that leaves an unloaded Numba module so."""
+    if modname in sys.modules or not modname.startswith("numba."):
+        return environment._rebuild_env(modname, consts, env_name)
+    env = environment.lookup_environment(env_name)
+    if env is None:
+        env = environment.Environment({"__name__": modname})
+        env.consts[:] = consts
+        env.env_name = env_name
+        environment.Environment._memo[env_name] = env
+    return env
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if module == "numba.core.environment" and name == "_rebuild_env":
+            return _rebuild_env
+        return super().find_class(module, name)
+
+
+class _CacheFile(IndexDataCacheFile):
+    """Numba's cache file; its data unpickled with ``_rebuild_env`` above."""
+
+    def _load_data(self, name):
+        with open(self._data_path(name), "rb") as f:
+            return _Unpickler(io.BytesIO(f.read())).load()
+
+
+def _nrt_path(target_context):
+    magic = target_context.codegen().magic_tuple()
+    key = f"{numba.__version__} {llvmlite.__version__} {magic}"
+    return cache_dir() / f"nrt_{hashlib.sha256(key.encode()).hexdigest()[:24]}.bin"
+
+
+def _nrt_functions(target_context):
+    """``nrtdynmod.compile_nrt_functions``, through the cache folder."""
+    path = _nrt_path(target_context)
+    try:
+        blob = path.read_bytes()
+        if hashlib.sha256(blob[32:]).digest() == blob[:32]:
+            return target_context.codegen().unserialize_library(pickle.loads(blob[32:]))
+    except OSError:
+        pass                                # absent, or the folder cannot be read
+    ir_module, library = nrtdynmod.create_nrt_module(target_context)
+    library.enable_object_caching()
+    library.add_ir_module(ir_module)
+    library.finalize()
+    payload = pickle.dumps(library.serialize_using_object_code())
+    try:
+        write_file(path, hashlib.sha256(payload).digest() + payload)
+    except OSError:
+        pass                                # a read-only folder: compiled again next time
+    return library
+
+
+def initialize_runtime(target_context) -> None:
+    """``rtsys.initialize`` with NRT's own functions loaded from the cache folder."""
+    if rtsys._init:
+        return
+    with global_compiler_lock:
+        compile_nrt_functions = nrtdynmod.compile_nrt_functions
+        nrtdynmod.compile_nrt_functions = _nrt_functions
+        try:
+            rtsys.initialize(target_context)
+        finally:
+            nrtdynmod.compile_nrt_functions = compile_nrt_functions
 
 
 class FastLoadCache(FunctionCache):
     """Numba's per-function disk cache, minus the context refresh before a load."""
 
+    def __init__(self, py_func):
+        super().__init__(py_func)
+        self._cache_file.__class__ = _CacheFile
+
     def load_overload(self, sig, target_context):
-        rtsys.initialize(target_context)
+        initialize_runtime(target_context)
         with self._guard_against_spurious_io_errors():
             return self._load_overload(sig, target_context)
+
+
+class _FirstUseCache:
+    """A dispatcher's ``FastLoadCache``, made when the dispatcher first compiles or loads.
+
+    Making one finds the function's source and probes the cache folder (0.3 ms); the
+    kernel library has 60-odd cached kernels, of which a model calls a few. Where Numba
+    finds no folder to cache in, the kernel compiles in memory."""
+
+    def __init__(self, dispatcher):
+        self._dispatcher = dispatcher
+
+    def __getattr__(self, name):
+        dispatcher = self._dispatcher
+        try:
+            dispatcher._cache = FastLoadCache(dispatcher.py_func)
+        except RuntimeError:                # "cannot cache function ...: no locator"
+            dispatcher._cache = NullCache()
+        return getattr(dispatcher._cache, name)
 
 
 def njit(fn=None, *, cache: bool = False, **options):
@@ -31,6 +145,6 @@ def njit(fn=None, *, cache: bool = False, **options):
     def decorate(f):
         dispatcher = _numba_njit(**options)(f)
         if cache:
-            dispatcher._cache = FastLoadCache(f)
+            dispatcher._cache = _FirstUseCache(dispatcher)
         return dispatcher
     return decorate if fn is None else decorate(fn)
