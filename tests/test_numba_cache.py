@@ -122,6 +122,43 @@ def test_nrt_functions_are_compiled_once_and_a_corrupt_copy_is_rebuilt(tmp_path)
     assert nrt_builds(blocker / "cache") == "1"           # an unusable folder: compiled
 
 
+LINK_SCRIPT = textwrap.dedent("""
+    import numpy as np
+    from ir import DType, Graph, Node, TensorType, Value
+    from codegen import compile_graph
+    from codegen.numba_cpu import loading
+    parsed, parse = [], loading._LinkLaterLibrary._parse
+    loading._LinkLaterLibrary._parse = lambda lib: (
+        lib._bitcode is not None and parsed.append(lib.name)) or parse(lib)
+    t = TensorType(DType.f32, (3, 7))
+    g = Graph("linked")
+    x = g.add_input("x", t)
+    y, z = Value(t), Value(t)
+    g.nodes += [Node("tanh", (x,), (y,)), Node(sys.argv[1], (y, x), (z,))]
+    g.outputs = [z]
+    a = np.linspace(-3, 3, 21, dtype=np.float32).reshape(3, 7)
+    (out,), _ = compile_graph(g, "numba-cpu")([a])
+    want = {"add": np.tanh(a) + a, "mul": np.tanh(a) * a}[sys.argv[1]]
+    assert np.allclose(out, want, atol=1e-6)
+    print(parsed)
+""")
+
+
+def test_a_loaded_kernel_is_parsed_only_when_a_new_loop_links_it(tmp_path):
+    """Process 1 compiles tanh32 (a separately cached vecmath kernel) into its loop; in
+    process 2 a new loop links tanh32 loaded from Numba's cache, whose LLVM module is
+    parsed then, and only then."""
+    env = dict(os.environ, TRACEJIT_CACHE_DIR=str(tmp_path / "tj"), PYTHONPATH=str(ROOT),
+               NUMBA_CACHE_DIR=str(tmp_path / "nb"))
+    outs = []
+    for op in ("mul", "add"):
+        proc = subprocess.run([sys.executable, "-c", "import sys\n" + LINK_SCRIPT, op],
+                              env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        outs.append(proc.stdout.strip())
+    assert outs == ["[]", "['tanh32']"]
+
+
 def test_kernel_cache_is_made_on_first_use_and_absent_without_a_source_file():
     from codegen.numba_cpu import loading
     namespace = {}
