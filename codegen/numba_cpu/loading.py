@@ -126,11 +126,11 @@ class _LinkLaterLibrary(JITCodeLibrary):
         name, kind, data = state
         if kind != "object":
             return super()._unserialize(codegen, state)
-        object_code, self_bitcode = data
+        object_code, bitcode = data
         self = cls(codegen, name)
         self.enable_object_caching()
         self._set_compiled_object(object_code)
-        self._bitcode = self_bitcode
+        self._bitcode = bitcode
         self._finalize_final_module()
         return self
 
@@ -164,6 +164,8 @@ class FastLoadCache(FunctionCache):
             return self._load_overload(sig, target_context)
 
     def _load_overload(self, sig, target_context):
+        if not self._enabled:
+            return None
         codegen = target_context.codegen()
         data = self._cache_file.load(self._index_key(sig, codegen))
         if data is None:
