@@ -41,7 +41,7 @@ SCRIPT = textwrap.dedent("""
     (out,), _ = exe([a, b])
     assert np.allclose(out, (np.tanh(a) * a) @ b, atol=1e-5)
     print(len(refreshes), "context refreshes")
-    print(sorted({"numba.np.arrayobj", "yaml"} & set(sys.modules)), "imported")
+    print(sorted({"numba.np.arrayobj", "numpy.ma", "yaml"} & set(sys.modules)), "imported")
     print(exe.path)
 """)
 
@@ -72,7 +72,7 @@ def test_two_processes_at_once_then_reuse_without_torch(tmp_path):
     assert finish(third) == str(path)
     assert path.stat().st_mtime_ns == stamp               # ... without rewriting it
     # ... and loads Numba's cached code without setting up Numba's compiler, importing
-    # the modules of the Numba implementations it inlined, or PyYAML (loading.py)
+    # the modules of the Numba implementations it inlined, numpy.ma or PyYAML (loading.py)
     assert third.lines[-3:-1] == ["0 context refreshes", "[] imported"]
     assert list((tmp_path / "__pycache__").glob("tracejit_*.nbi"))   # Numba's own cache
 
@@ -197,3 +197,18 @@ def test_cache_dir_default_and_override(monkeypatch):
     assert cache.cache_dir() == Path.home() / ".cache" / "tracejit"
     monkeypatch.setenv("TRACEJIT_CACHE_DIR", "/some/where")
     assert cache.cache_dir() == Path("/some/where")
+
+
+def test_arrays_are_typed_as_by_numba_while_numpy_ma_is_not_loaded(monkeypatch):
+    import numpy.ma  # noqa: F401  (loaded, so Numba's own typing can run below)
+    from numba.core.typing.typeof import Purpose, typeof_impl
+    from codegen.numba_cpu import loading
+    base = np.arange(24, dtype=np.float32).reshape(4, 6)
+    readonly = base.copy()
+    readonly.flags.writeable = False
+    arrays = [base, base.T, base[:, ::2], base[1], np.float64(2.5) * base, readonly,
+              np.zeros((), np.int64), np.ones(3, np.bool_), np.zeros((0, 5), np.int8)]
+    expected = [loading._typeof_any_ndarray(a, Purpose.argument) for a in arrays]
+    monkeypatch.delitem(sys.modules, "numpy.ma")
+    assert typeof_impl.dispatch(np.ndarray) is loading._typeof_ndarray
+    assert [typeof_impl(a, Purpose.argument) for a in arrays] == expected

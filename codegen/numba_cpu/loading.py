@@ -16,6 +16,10 @@ eight more, 40 ms of the first load. Compiled nopython code reads only an
 environment's constants (globals serve object mode), so such a module that is not
 loaded yet is left unloaded.
 
+Typing an array argument (a kernel's first call, loaded or compiled) checks that it is
+not a ``numpy.ma.MaskedArray``, which imports ``numpy.ma``: 8-12 ms. Until something
+imports that module no masked array can exist, so arrays are typed without the check.
+
 NRT itself has a few functions (reference counts, atomics) that Numba compiles from
 LLVM IR in every process: 40 ms. Their machine code is kept in the cache folder like a
 cached function's, under a name that holds Numba's and llvmlite's versions and the
@@ -32,8 +36,11 @@ import sys
 import llvmlite
 import llvmlite.binding as llvm
 import numba
+import numpy as np
 from numba import njit as _numba_njit
-from numba.core import environment
+from numba.core import environment, errors, types
+from numba.core.typing.typeof import typeof_impl
+from numba.np import numpy_support
 from numba.core.caching import FunctionCache, IndexDataCacheFile, NullCache
 from numba.core.codegen import JITCodeLibrary
 from numba.core.compiler_lock import global_compiler_lock
@@ -68,6 +75,23 @@ class _CacheFile(IndexDataCacheFile):
     def _load_data(self, name):
         with open(self._data_path(name), "rb") as f:
             return _Unpickler(io.BytesIO(f.read())).load()
+
+
+_typeof_any_ndarray = typeof_impl.dispatch(np.ndarray)
+
+
+@typeof_impl.register(np.ndarray)
+def _typeof_ndarray(val, c):
+    """Numba's ``_typeof_ndarray``, minus its masked-array check while ``numpy.ma`` is
+    not loaded."""
+    if "numpy.ma" in sys.modules:
+        return _typeof_any_ndarray(val, c)
+    try:
+        dtype = numpy_support.from_dtype(val.dtype)
+    except errors.NumbaNotImplementedError:
+        raise errors.NumbaValueError(f"Unsupported array dtype: {val.dtype}") from None
+    return types.Array(dtype, val.ndim, numpy_support.map_layout(val),
+                       readonly=not val.flags.writeable)
 
 
 def _nrt_path(target_context):
