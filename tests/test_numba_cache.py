@@ -123,6 +123,8 @@ def test_nrt_functions_are_compiled_once_and_a_corrupt_copy_is_rebuilt(tmp_path)
 
 
 LINK_SCRIPT = textwrap.dedent("""
+    import sys
+
     import numpy as np
     from ir import DType, Graph, Node, TensorType, Value
     from codegen import compile_graph
@@ -152,7 +154,7 @@ def test_a_loaded_kernel_is_parsed_only_when_a_new_loop_links_it(tmp_path):
                NUMBA_CACHE_DIR=str(tmp_path / "nb"))
     outs = []
     for op in ("mul", "add"):
-        proc = subprocess.run([sys.executable, "-c", "import sys\n" + LINK_SCRIPT, op],
+        proc = subprocess.run([sys.executable, "-c", LINK_SCRIPT, op],
                               env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
         outs.append(proc.stdout.strip())

@@ -39,12 +39,12 @@ import numba
 import numpy as np
 from numba import njit as _numba_njit
 from numba.core import environment, errors, types
-from numba.core.typing.typeof import typeof_impl
-from numba.np import numpy_support
 from numba.core.caching import FunctionCache, IndexDataCacheFile, NullCache
 from numba.core.codegen import JITCodeLibrary
 from numba.core.compiler_lock import global_compiler_lock
 from numba.core.runtime import nrtdynmod, rtsys
+from numba.core.typing.typeof import typeof_impl
+from numba.np import numpy_support
 
 from .cache import cache_dir, write_file
 
