@@ -27,11 +27,19 @@ def calls(cm) -> int:
                if isinstance(s, Specialization))
 
 
+def served_fast(cm, *args) -> bool:
+    """Whether ``cm(*args)`` ran on the fast path alone (the generic path never entered)."""
+    before = cm._tj_dispatcher.generic_calls
+    cm(*args)
+    return cm._tj_dispatcher.generic_calls == before
+
+
 def warm(cm, x):
     """Three calls: the first traces, the second leaves its fast path, the third takes it."""
-    for _ in range(3):
+    for _ in range(2):
         cm(x)
-    assert cm._tj_dispatcher.hot[1](x) is not fastpath.MISS    # the fast path serves x
+    assert served_fast(cm, x)
+    assert type(cm).__call__ is cm._tj_dispatcher.hot
 
 
 @pytest.fixture
@@ -69,6 +77,8 @@ def test_fast_path_left_when_a_parameter_changes(net, x, assert_matches):
     check(cm, net, x, assert_matches)
     net.fc1.weight.data = torch.randn(8, 6)                     # new storage, same object
     check(cm, net, x, assert_matches)
+    assert served_fast(cm, x)                       # again, on the new storage's view
+    check(cm, net, x, assert_matches)
     net.fc2.bias = nn.Parameter(torch.randn(3))                 # new object
     check(cm, net, x, assert_matches)
     net.fc2 = nn.Linear(8, 3)                                   # new submodule
@@ -95,9 +105,9 @@ def test_fast_path_taken_again_after_an_unrelated_module_is_made(net, x, assert_
     cm = tracejit.compile(net)
     warm(cm, x)
     nn.Sequential(nn.Linear(2, 2))                  # moves the module-tree epoch
-    assert cm._tj_dispatcher.hot[1](x) is fastpath.MISS
-    check(cm, net, x, assert_matches)               # the generic path checks the tree
-    assert cm._tj_dispatcher.hot[1](x) is not fastpath.MISS
+    assert not served_fast(cm, x)                   # the generic path checks the tree
+    check(cm, net, x, assert_matches)
+    assert served_fast(cm, x)
 
 
 @torch.no_grad()
@@ -134,6 +144,43 @@ def test_fast_path_left_when_gradients_are_needed(net, x, assert_matches):
 
 
 @torch.no_grad()
+def test_other_argument_lists_reach_the_generic_path(assert_matches):
+    @tracejit.compile
+    def f(x, scale=2.0, *more, **named):
+        return x * scale + sum(more) + sum(named.values())
+
+    x = torch.randn(3, 4)
+    for _ in range(2):
+        f(x)
+    assert served_fast(f, x)
+    assert_matches(f(x, 3.0), x * 3.0)
+    assert_matches(f(x, 3.0, 1.0), x * 3.0 + 1.0)
+    assert_matches(f(x, a0=1.5), x * 2.0 + 1.5)         # named like the fast path's argument
+    assert_matches(f(x=x, scale=0.5), x * 0.5)
+    with pytest.raises(TypeError):
+        f()
+    assert_matches(f(x), x * 2.0)
+
+
+@torch.no_grad()
+def test_compiled_objects_keep_fast_paths_of_their_own(assert_matches):
+    torch.manual_seed(0)
+    nets = [Net().eval(), Net(scale=2.0).eval()]
+    compiled = [tracejit.compile(n) for n in nets]
+    x, y = torch.randn(2, 6), torch.randn(3, 6)
+    for cm in compiled:
+        warm(cm, x)
+    assert type(compiled[0]) is not type(compiled[1])
+    assert isinstance(compiled[0], tracejit.CompiledModule)
+    for _ in range(2):
+        for cm, n in zip(compiled, nets):
+            assert served_fast(cm, x)
+            check(cm, n, x, assert_matches)
+    check(compiled[0], nets[0], y, assert_matches)      # a new shape: its own fast path
+    assert served_fast(compiled[1], x)
+
+
+@torch.no_grad()
 def test_fast_path_takes_two_distinct_inputs_but_not_one_twice(assert_matches):
     @tracejit.compile
     def f(a, b):
@@ -142,7 +189,7 @@ def test_fast_path_takes_two_distinct_inputs_but_not_one_twice(assert_matches):
     a, b = torch.randn(4), torch.randn(5, 4)
     for _ in range(3):
         assert_matches(f(a, b), a * 2 + b * b)
-    assert f._tj_dispatcher.hot[1](a, b) is not fastpath.MISS
+    assert served_fast(f, a, b)
     a64, b64 = a.double(), b.double()                       # other dtype
     assert_matches(f(a64, b64), a64 * 2 + b64 * b64)
     same = torch.randn(4)

@@ -101,7 +101,8 @@ class Dispatcher:
     probes: int = 0             # extra traces dynamic=True took to find its symbols
     probe_ms: float = 0.0       # time those probes and their merges took
     unprobed: set = field(default_factory=set)   # keys, sizes blanked, probes gave up on
-    hot: tuple | None = None    # (arity, fast path) of the last fast call that succeeded
+    hot: Callable | None = None   # the fast path of the last call, where it has one
+    generic_calls: int = 0      # calls the generic path took (the fast path missed or had none)
 
     def __post_init__(self):
         self.limit = int(self.options.get("max_specializations", 8))
@@ -131,9 +132,10 @@ class Dispatcher:
     # ---- the call path ------------------------------------------------------------------
 
     def __call__(self, *args, **kwargs):
-        """The generic path, taken where the fast path in ``hot`` (tried first by the
-        compiled callable, ``api._Calls``) is missing or missed."""
+        """The generic path, taken where the fast path in ``hot`` (the compiled object's
+        ``__call__``: ``api._Calls``) is missing or missed."""
         self.hot = None
+        self.generic_calls += 1
         return self._call(args, kwargs)
 
     def _call(self, args, kwargs):
@@ -172,7 +174,7 @@ class Dispatcher:
                             out = spec.run(tensors)
                     if fast and key[3] is None and not node.rng and not (grad and self.params):
                         fn = spec.fast_path(key, tensors, grad)
-                        self.hot = None if fn is None else (len(tensors), fn)
+                        self.hot = fn
                     return out
                 except StateMoved:
                     self._forget()

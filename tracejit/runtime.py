@@ -127,7 +127,7 @@ class Specialization:
             self.fast_paths[key] = fastpath.build(self, tensors, grad)
         fn = self.fast_paths[key]
         if fn is not None:
-            fastpath.renew(fn)
+            fastpath.renew(fn, self)
         return fn
 
     def run(self, tensors: list[torch.Tensor]):
