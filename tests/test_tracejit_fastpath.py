@@ -67,6 +67,7 @@ def test_fast_path_matches_eager_and_counts_calls(net, x, assert_matches):
         y = torch.randn(2, 6)
         check(cm, net, y, assert_matches)
     assert calls(cm) == before + 3
+    assert "2 call(s) took the generic path" in str(cm.explain())
 
 
 @torch.no_grad()
