@@ -192,8 +192,8 @@ class Explanation:
     @staticmethod
     def of_dispatcher(d: Dispatcher) -> "Explanation":
         lines = [f"{d.name}: backend {d.backend}, "
-                 f"{len(d.all_specializations())} specialisation(s); "
-                 f"{d.generic_calls} call(s) took the generic path, the others a fast path"]
+                 f"{len(d.all_specializations())} specialisation(s)",
+                 f"  {d.generic_calls} call(s) took the generic path, the others a fast path"]
         for i, spec in enumerate(d.all_specializations()):
             if isinstance(spec, EagerSpecialization):
                 lines.append(f"  [{i}] runs eagerly ({spec.calls} calls): {spec.reason}")
