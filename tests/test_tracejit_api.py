@@ -262,3 +262,35 @@ def test_captured_tensors_are_read_afresh_and_literals_are_constants(assert_matc
     assert [i.role for i in spec.capture.graph.inputs] == ["input", "const"]
     assert any(n.op == "constant" and n.attrs["value"] == (1.0, -1.0)
                for n in spec.capture.graph.nodes)
+
+
+class _Outer(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.head = inner, nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.inner(x) * 2)
+
+
+@torch.no_grad()
+def test_a_compiled_module_called_inside_a_trace_is_traced_through(assert_matches):
+    torch.manual_seed(0)
+    inner = nn.Sequential(nn.Linear(4, 4), nn.ReLU()).eval()
+    compiled_inner = tracejit.compile(inner)
+    x = torch.randn(3, 4)
+    for _ in range(3):
+        compiled_inner(x)                       # its own fast path is in place
+    outer = _Outer(compiled_inner).eval()
+    compiled = tracejit.compile(outer)
+    for _ in range(4):                          # new inputs: no retrace, eager's results
+        y = torch.randn(3, 4)
+        assert_matches(compiled(y), outer(y))
+    (spec,) = compiled._tj_dispatcher.all_specializations()
+    graph = spec.capture.graph
+    ops = [n.op for n in graph.nodes]
+    assert ops.count("addmm") == 2 and "relu" in ops     # the inner module's ops, too
+    assert {"inner.0.weight", "inner.0.bias"} <= {i.value.name for i in graph.inputs}
+    assert "relu" in str(tracejit.trace(outer, x))
+    assert len(compiled_inner._tj_dispatcher.all_specializations()) == 1
+    assert_matches(compiled_inner(x), inner(x))

@@ -19,6 +19,7 @@ from torch.utils._pytree import TreeSpec, tree_flatten, tree_flatten_with_path, 
 
 import ir
 
+from . import fastpath
 from .errors import TraceAbort
 from .provenance import ScopeStack
 from .state import StateRecord, watch
@@ -96,6 +97,27 @@ def fast_paths_off():
         torch.backends.mha.set_fastpath_enabled(mha)
 
 
+_depth = [0]
+
+
+def tracing() -> bool:
+    """Whether a capture is running. A compiled object called inside one runs its original
+    code eagerly (``Dispatcher.__call__``), so that the capture records its ops, as
+    torch.compile inlines a compiled module called inside another: its own compiled code
+    would hand the capture outputs made outside it, which it could only take as constants."""
+    return _depth[0] > 0
+
+
+@contextmanager
+def _tracing():
+    _depth[0] += 1
+    try:
+        with fastpath.missing():    # the fast paths, which do not look at _depth
+            yield
+    finally:
+        _depth[0] -= 1
+
+
 def capture(fn: Callable, args: tuple, kwargs: dict, *, module: nn.Module | None = None,
             name: str | None = None, fullgraph: bool = False) -> Capture:
     """Run ``fn(*args, **kwargs)`` once, eagerly, recording it. Never runs it twice."""
@@ -113,7 +135,8 @@ def capture(fn: Callable, args: tuple, kwargs: dict, *, module: nn.Module | None
         if id(t) not in tracer.env:
             tracer.bind(t, v)
     record = StateRecord()
-    with fast_paths_off(), scopes.active(), watch(module, record), DataReads(tracer), tracer:
+    with _tracing(), fast_paths_off(), scopes.active(), watch(module, record), \
+            DataReads(tracer), tracer:
         result = fn(*args, **kwargs)
     out_flat, out_spec = tree_flatten(result)
     leaves: list[Any] = []

@@ -32,7 +32,7 @@ import codegen
 import ir
 from ir.symbolic import generalize_traces
 
-from .capture import Capture, capture
+from .capture import Capture, capture, tracing
 from .errors import TraceJitError
 from .externs import lend_torch_gemm
 from .runtime import (Specialization, StateMoved, StateView, TraceJitWarning, gc_paused,
@@ -136,6 +136,8 @@ class Dispatcher:
         ``__call__``: ``api._Calls``) is missing or missed."""
         self.hot = None
         self.generic_calls += 1
+        if tracing():       # called inside another compiled callable's trace
+            return self.fn(*args, **kwargs)
         return self._call(args, kwargs)
 
     def _call(self, args, kwargs):

@@ -16,6 +16,7 @@ checked at every call.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Callable
 
 import torch
@@ -39,6 +40,21 @@ def _bump(*_):
 
 
 nn_module.register_module_module_registration_hook(_bump)
+
+
+@contextmanager
+def missing():
+    """Every fast path misses inside (while a trace runs, compiled objects called in it
+    must run their original code: ``capture``); those made before serve again after,
+    unless the tree epoch moved meanwhile. No fast path is renewed inside, as the generic
+    path then runs the original code too (``Dispatcher.__call__``)."""
+    before = _epoch[0]
+    _bump()
+    try:
+        yield
+    finally:
+        if _epoch[0] == before + 1:
+            _epoch[0] = before
 
 
 def _missed(obj, args: tuple, rest: tuple, kw: dict):
