@@ -1,6 +1,10 @@
 """The kernels' GEMM can be switched at run time (``blas.use_gemm``): SciPy's OpenBLAS by
-default, torch's own BLAS once the torch runtime compiles a numba-cpu graph, SciPy's again
-inside a sharing region. Every choice gives the same products."""
+default, torch's own BLAS once the torch runtime compiles a numba-cpu graph; inside a sharing
+region torch's MKL on one thread per caller, or SciPy's where a GEMM has no per-thread
+limit. Every choice gives the same products."""
+
+import ctypes
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,7 +47,14 @@ def test_every_gemm_gives_the_products(restore_gemm, dtype, shape):
                                    atol=tol, rtol=0)
 
 
-def test_compiling_lends_torch_gemm_and_sharing_keeps_scipy(restore_gemm):
+def _mkl_threads() -> int:
+    """The threads MKL (in libtorch_cpu) would use for a product called from this thread."""
+    lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
+    return lib.MKL_Get_Max_Threads()
+
+
+def test_compiling_lends_torch_gemm_and_sharing_keeps_it_on_one_thread(restore_gemm,
+                                                                       monkeypatch):
     blas.use_gemm(*blas.SCIPY_GEMM)
     model = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.ReLU()).eval()
     x = torch.randn(3, 16)
@@ -54,6 +65,19 @@ def test_compiling_lends_torch_gemm_and_sharing_keeps_scipy(restore_gemm):
     lent = blas.gemm_in_use()
     assert lent == _torch_gemm()
     assert lent != blas.SCIPY_GEMM          # torch's CPU wheel exports sgemm_ and dgemm_
+    threads_before = _mkl_threads()
+    seen = {}
+
+    def share(t, counter):
+        counter[0] += 1                     # claims: the pool's thread may start its share
+        seen[t] = _mkl_threads()
+
+    with threads.sharing():
+        assert blas.gemm_in_use() == lent
+        threads.run_shares(share, 2)
+    assert seen == {0: 1, 1: 1}             # the caller's and the pool thread's products
+    assert _mkl_threads() == threads_before and blas.gemm_in_use() == lent
+    monkeypatch.setattr(blas, "_limits", {})    # a lent GEMM without a per-thread limit
     with threads.sharing():
         assert blas.gemm_in_use() == blas.SCIPY_GEMM
     assert blas.gemm_in_use() == lent

@@ -89,21 +89,29 @@ def numpy_extern(node: ir.Node, arrays) -> list[np.ndarray]:
     return [o.detach().numpy() for o in outs]
 
 
+def _libtorch_symbol(name: str) -> int | None:
+    """The address of ``name`` in libtorch_cpu, or None."""
+    try:
+        lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
+        return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+    except (OSError, AttributeError):
+        return None
+
+
 @functools.cache
 def _torch_gemm() -> tuple[int, int] | None:
     """The addresses of ``sgemm_`` and ``dgemm_`` in libtorch_cpu, or None."""
-    try:
-        lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
-        return tuple(ctypes.cast(f, ctypes.c_void_p).value for f in (lib.sgemm_, lib.dgemm_))
-    except (OSError, AttributeError):
-        return None
+    gemm = (_libtorch_symbol("sgemm_"), _libtorch_symbol("dgemm_"))
+    return None if None in gemm else gemm
 
 
 def lend_torch_gemm() -> None:
     """Have numba-cpu's kernels multiply matrices with torch's own BLAS (``sgemm_`` and
     ``dgemm_`` in libtorch_cpu: MKL in the x86 CPU wheels), on torch's thread pool, as
-    eager does; where torch's library has no such symbols they keep SciPy's OpenBLAS."""
+    eager does, and on one thread per caller in a sharing region where MKL's per-thread
+    setting is there; where torch's library has no such symbols they keep SciPy's
+    OpenBLAS."""
     from codegen.numba_cpu import blas
     gemm = _torch_gemm()
     if gemm is not None:
-        blas.use_gemm(*gemm)
+        blas.use_gemm(*gemm, limit=_libtorch_symbol("MKL_Set_Num_Threads_Local"))

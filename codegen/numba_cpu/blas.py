@@ -96,19 +96,34 @@ llvm.add_symbol(GEMM_SYMBOL, ctypes.addressof(_slots))
 SCIPY_GEMM = tuple(get_cython_function_address("scipy.linalg.cython_blas", name)
                    for name in ("sgemm", "dgemm"))
 """SciPy's sgemm and dgemm (its bundled OpenBLAS): the kernels' GEMM unless another is
-chosen, and always for small products and inside a sharing region
-(``threads.sharing``)."""
+chosen, and always for small products; inside a sharing region (``threads.sharing``)
+also for large ones, unless the chosen GEMM's threads can be limited per thread."""
+
+_limits: dict[int, ctypes._CFuncPtr] = {}    # sgemm address -> its per-thread limit
 
 
-def use_gemm(sgemm: int, dgemm: int) -> None:
+def use_gemm(sgemm: int, dgemm: int, limit: int | None = None) -> None:
     """Run the kernels' large products through these sgemm/dgemm addresses,
-    process-wide."""
+    process-wide. ``limit``: the address of the library's ``int f(int n)`` that makes its
+    products use n threads when called from the calling thread (0: its process-wide
+    setting again) and returns the previous value, as MKL's mkl_set_num_threads_local;
+    a sharing region then keeps this GEMM, on one thread per caller."""
     _slots[0], _slots[1], _slots[2], _slots[3] = SCIPY_GEMM[0], sgemm, SCIPY_GEMM[1], dgemm
+    if limit is not None:
+        _limits[sgemm] = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(limit)
 
 
 def gemm_in_use() -> tuple[int, int]:
     """The (sgemm, dgemm) addresses large products go to."""
     return _slots[1], _slots[3]
+
+
+def limit_threads_here(n: int) -> int | None:
+    """Have the large products' GEMM use n threads for calls from this thread (0: the
+    library's process-wide setting); the previous value, or None where that GEMM takes no
+    per-thread limit (``use_gemm``)."""
+    limit = _limits.get(_slots[1])
+    return None if limit is None else limit(n)
 
 
 use_gemm(*SCIPY_GEMM)
