@@ -13,7 +13,6 @@ from torch import nn
 import codegen
 import ir
 
-from . import fastpath
 from .capture import Capture, capture
 from .errors import TraceJitError
 from .dispatch import Dispatcher, EagerSpecialization
