@@ -4,6 +4,7 @@ region torch's MKL on one thread per caller, or SciPy's where a GEMM has no per-
 limit. Every choice gives the same products."""
 
 import ctypes
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +115,31 @@ def test_linear_orientation_follows_the_gemm_that_runs_the_product(
     b = np.random.default_rng(rows).standard_normal(n).astype(np.float32)
     want = x.astype(np.float64) @ w.T.astype(np.float64) + b
     np.testing.assert_allclose(kernels.linear(x, w, b), want, atol=1e-4 * k, rtol=0)
+
+
+def test_split_convolutions_called_from_two_threads_match_eager(restore_gemm):
+    """Two Python threads each running a compiled CNN whose convolutions split over the
+    pool: the second caller's regions nest in the first's process-wide settings (MKL's
+    per-thread limit on one thread, OpenBLAS's count for both) and must stay correct."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Flatten(), torch.nn.Linear(16 * 32 * 32, 10)).eval()
+    inputs = [torch.randn(2, 3, 32, 32) for _ in range(8)]
+    fast = tracejit.compile(model)
+    with torch.no_grad():
+        for _ in range(2):
+            fast(inputs[0])
+        spec = fast._tj_dispatcher.all_specializations()[0]
+        assert "K.sharing()" in open(spec.executable.module.__file__).read()
+        want = [model(x) for x in inputs]
+
+    def call(x):
+        with torch.no_grad():                   # grad mode is per thread
+            return fast(x)
+
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(call, inputs * 3))
+    for y, w in zip(got, want * 3):
+        torch.testing.assert_close(y, w, rtol=1e-4, atol=1e-4)
+    assert _mkl_threads() == torch.get_num_threads()
