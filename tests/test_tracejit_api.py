@@ -293,4 +293,6 @@ def test_a_compiled_module_called_inside_a_trace_is_traced_through(assert_matche
     assert {"inner.0.weight", "inner.0.bias"} <= {i.value.name for i in graph.inputs}
     assert "relu" in str(tracejit.trace(outer, x))
     assert len(compiled_inner._tj_dispatcher.all_specializations()) == 1
+    generic = compiled_inner._tj_dispatcher.generic_calls
     assert_matches(compiled_inner(x), inner(x))
+    assert compiled_inner._tj_dispatcher.generic_calls == generic  # its fast path, again

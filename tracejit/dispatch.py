@@ -134,10 +134,10 @@ class Dispatcher:
     def __call__(self, *args, **kwargs):
         """The generic path, taken where the fast path in ``hot`` (the compiled object's
         ``__call__``: ``api._Calls``) is missing or missed."""
-        self.hot = None
         self.generic_calls += 1
-        if tracing():       # called inside another compiled callable's trace
-            return self.fn(*args, **kwargs)
+        if tracing():       # called inside another compiled callable's trace: its fast
+            return self.fn(*args, **kwargs)     # path (kept in hot) serves again after
+        self.hot = None
         return self._call(args, kwargs)
 
     def _call(self, args, kwargs):

@@ -89,6 +89,7 @@ def numpy_extern(node: ir.Node, arrays) -> list[np.ndarray]:
     return [o.detach().numpy() for o in outs]
 
 
+@functools.cache
 def _libtorch_symbol(name: str) -> int | None:
     """The address of ``name`` in libtorch_cpu, or None."""
     try:
@@ -98,7 +99,6 @@ def _libtorch_symbol(name: str) -> int | None:
         return None
 
 
-@functools.cache
 def _torch_gemm() -> tuple[int, int] | None:
     """The addresses of ``sgemm_`` and ``dgemm_`` in libtorch_cpu, or None."""
     gemm = (_libtorch_symbol("sgemm_"), _libtorch_symbol("dgemm_"))
